@@ -1,0 +1,16 @@
+//! blockprobe: finds out why a running Go program is stuck.
+//!
+//! - [`goruntime`]: what a Go binary is (version, symbols, struct layouts, wait reasons).
+//! - [`probes`]: the eBPF uprobes on the Go runtime, loaded and attached with aya.
+//! - [`model`]: the live goroutine model built from probe events.
+//! - [`session`]: one attach session, from attach to report.
+//! - [`report`]: the report, as JSON and as text.
+pub mod goruntime;
+pub mod memory;
+pub mod model;
+pub mod privileges;
+pub mod probes;
+pub mod procfs;
+pub mod report;
+pub mod scan;
+pub mod session;

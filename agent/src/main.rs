@@ -1,0 +1,186 @@
+//! The `blockprobe` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use blockprobe::goruntime::GoBinary;
+use blockprobe::probes::{GOPARK, READY};
+use blockprobe::session::{self, SessionOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "blockprobe",
+    version,
+    about = "Finds out why a running Go program is stuck"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Attach to a running Go process and report the goroutines that block.
+    Attach {
+        /// The process to attach to.
+        #[arg(long)]
+        pid: u32,
+        /// Detach after this long (e.g. 500ms, 5s, 2m); default: until Ctrl-C or the target exits.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Report goroutines blocked at least this long.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        threshold: Duration,
+        /// Stream events as NDJSON to FILE, or `-` for stdout.
+        #[arg(long, value_name = "FILE|-")]
+        events: Option<String>,
+        /// Write the final report as JSON to FILE (`-` for stdout) instead of text.
+        #[arg(long, value_name = "FILE|-")]
+        json: Option<String>,
+    },
+    /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
+    Inspect {
+        binary: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKPROBE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main() {
+        eprintln!("blockprobe: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Inspect { binary, json } => inspect(binary, json),
+        Cmd::Attach {
+            pid,
+            duration,
+            threshold,
+            events,
+            json,
+        } => attach(pid, duration, threshold, events, json),
+    }
+}
+
+fn open_sink(spec: &str) -> Result<Box<dyn Write + Send>> {
+    Ok(if spec == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(spec).with_context(|| format!("creating {spec}"))?,
+        ))
+    })
+}
+
+fn attach(
+    pid: u32,
+    duration: Option<Duration>,
+    threshold: Duration,
+    events: Option<String>,
+    json: Option<String>,
+) -> Result<()> {
+    if pid == 0 {
+        bail!("--pid must be a process id");
+    }
+    let events = events.as_deref().map(open_sink).transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = rt
+        .block_on(session::run(SessionOptions {
+            pid,
+            probes: vec![GOPARK, READY],
+            duration,
+            threshold,
+            events,
+            on_attached: Some(Box::new(|a| {
+                let probes: Vec<String> = a
+                    .probes
+                    .iter()
+                    .map(|p| format!("{}+{}", p.spec.symbol, p.offset_in_func))
+                    .collect();
+                eprintln!(
+                    "blockprobe: attached to pid {} ({}): {}",
+                    a.pid,
+                    a.exe.display(),
+                    probes.join(" ")
+                );
+            })),
+        }))
+        .with_context(|| format!("attaching to pid {pid}"))?;
+    match json {
+        Some(spec) => {
+            let mut out = open_sink(&spec)?;
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        None => print!("{}", report.render_text()),
+    }
+    Ok(())
+}
+
+fn inspect(path: PathBuf, json: bool) -> Result<()> {
+    let bin = GoBinary::open(&path)?;
+    let probes: Vec<_> = [GOPARK, READY]
+        .iter()
+        .map(|spec| (spec.symbol, bin.probe_point(spec.symbol)))
+        .collect();
+    if json {
+        let probes: Vec<_> = probes
+            .iter()
+            .map(|(sym, p)| match p {
+                Ok(p) => serde_json::json!({
+                    "symbol": sym, "entry": format!("{:#x}", p.entry),
+                    "offset": p.offset_in_func, "file_offset": format!("{:#x}", p.file_offset),
+                }),
+                Err(e) => serde_json::json!({ "symbol": sym, "error": e.to_string() }),
+            })
+            .collect();
+        let v = serde_json::json!({
+            "path": path, "go_version": bin.build.go_version, "pie": bin.pie,
+            "stripped": bin.stripped, "cgo": bin.cgo,
+            "layout_source": bin.layout_source.to_string(), "layout": bin.layout,
+            "wait_reasons": bin.wait_reasons, "probes": probes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{}", path.display());
+    println!("  go version:   {}", bin.build.go_version);
+    println!(
+        "  build:        pie={} stripped={} cgo={}",
+        bin.pie, bin.stripped, bin.cgo
+    );
+    println!("  offsets from: {}", bin.layout_source);
+    println!("  wait reasons: {} in runtime.waitReasonStrings", bin.wait_reasons.len());
+    for (sym, p) in &probes {
+        match p {
+            Ok(p) => println!(
+                "  probe {sym}: entry {:#x} +{} (file offset {:#x})",
+                p.entry, p.offset_in_func, p.file_offset
+            ),
+            Err(e) => println!("  probe {sym}: unavailable: {e}"),
+        }
+    }
+    println!(
+        "  layout:       {}",
+        serde_json::to_string(&bin.layout).unwrap_or_default()
+    );
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The end-of-session report: JSON (serde) and a human rendering.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Version of the JSON layout below; bump on any incompatible change.
+pub const REPORT_SCHEMA: &str = "blockprobe.live/1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub pid: u32,
+    pub exe: String,
+    pub go_version: String,
+    pub pie: bool,
+    pub stripped: bool,
+    pub cgo: bool,
+    /// Where the struct offsets came from: "dwarf" or "version-table".
+    pub layout_source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeInfo {
+    pub symbol: String,
+    /// Bytes past the function entry where the uprobe sits (after the stack-check prologue).
+    pub offset: u64,
+}
+
+/// A goroutine blocked at the end of the session.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BlockedGoroutine {
+    pub goid: u64,
+    /// The runtime's wait reason, as `runtime.waitReasonStrings` of this binary spells it.
+    pub wait_reason: String,
+    pub wait_reason_code: u32,
+    /// How long it had been blocked when the report was made, in nanoseconds.
+    pub blocked_ns: u64,
+    /// What it waits on, as far as the probes tell: kind ("chan", "select", "sema", "other")
+    /// and address.
+    pub object_kind: String,
+    pub object: String,
+    /// The runtime function that parked it (e.g. `runtime.chanrecv`).
+    pub parked_in: String,
+    /// The OS thread it parked on (0 when the park predates the attach).
+    pub tid: u32,
+    /// Blocked already when blockprobe attached: `blocked_ns` is then a lower bound.
+    pub blocked_before_attach: bool,
+    /// Every channel it waits on (a select waits on several), from its sudogs.
+    pub wait_chans: Vec<String>,
+    /// The function containing the `go` statement that created it.
+    pub created_by: Option<String>,
+    /// Which mechanism established the block: "uprobe" (seen parking) or "scan" (goroutine table).
+    pub source: &'static str,
+}
+
+/// Why the session ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    Duration,
+    Signal,
+    TargetExited,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub target: Target,
+    pub probes: Vec<ProbeInfo>,
+    pub duration_ns: u64,
+    pub end_reason: EndReason,
+    pub events_received: u64,
+    pub events_lost: u64,
+    pub goroutines_seen: usize,
+    pub threshold_ns: u64,
+    pub blocked: Vec<BlockedGoroutine>,
+}
+
+fn human_duration(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s >= 60.0 {
+        format!("{:.0} minutes", s / 60.0)
+    } else if s >= 1.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{:.0}ms", s * 1e3)
+    }
+}
+
+impl Report {
+    /// Text for a person, in the spirit of Go's own tracebacks (`goroutine 7 [chan send]:`).
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let t = &self.target;
+        let flags: Vec<&str> = [
+            (t.pie, "pie"),
+            (t.stripped, "stripped"),
+            (t.cgo, "cgo"),
+        ]
+        .iter()
+        .filter_map(|(on, name)| on.then_some(*name))
+        .collect();
+        let _ = writeln!(
+            out,
+            "blockprobe: pid {} {} ({}{}{}), offsets from {}",
+            t.pid,
+            t.exe,
+            t.go_version,
+            if flags.is_empty() { "" } else { ", " },
+            flags.join(", "),
+            t.layout_source
+        );
+        let probes: Vec<String> = self
+            .probes
+            .iter()
+            .map(|p| format!("{}+{}", p.symbol, p.offset))
+            .collect();
+        let _ = writeln!(out, "probes: {}", probes.join(" "));
+        let end = match self.end_reason {
+            EndReason::Duration => "duration elapsed",
+            EndReason::Signal => "interrupted",
+            EndReason::TargetExited => "target exited",
+        };
+        let _ = writeln!(
+            out,
+            "session: {} ({end}); {} events, {} lost; {} goroutines seen",
+            human_duration(self.duration_ns),
+            self.events_received,
+            self.events_lost,
+            self.goroutines_seen
+        );
+        let _ = writeln!(
+            out,
+            "\n{} goroutine(s) blocked for at least {}:",
+            self.blocked.len(),
+            human_duration(self.threshold_ns)
+        );
+        for b in &self.blocked {
+            let _ = writeln!(
+                out,
+                "  goroutine {} [{}, {}{}]: {} {}{}",
+                b.goid,
+                b.wait_reason,
+                if b.blocked_before_attach { ">" } else { "" },
+                human_duration(b.blocked_ns),
+                b.object_kind,
+                b.object,
+                if b.parked_in == "?" {
+                    String::new()
+                } else {
+                    format!(" (parked in {})", b.parked_in)
+                },
+            );
+            if let Some(c) = &b.created_by {
+                let _ = writeln!(out, "      created by {c}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_go_style_lines() {
+        let r = Report {
+            schema: REPORT_SCHEMA,
+            target: Target {
+                pid: 42,
+                exe: "/x/demo".into(),
+                go_version: "go1.27.3".into(),
+                pie: true,
+                stripped: false,
+                cgo: false,
+                layout_source: "dwarf".into(),
+            },
+            probes: vec![ProbeInfo {
+                symbol: "runtime.gopark".into(),
+                offset: 10,
+            }],
+            duration_ns: 3_000_000_000,
+            end_reason: EndReason::Duration,
+            events_received: 10,
+            events_lost: 0,
+            goroutines_seen: 3,
+            threshold_ns: 0,
+            blocked: vec![BlockedGoroutine {
+                goid: 7,
+                wait_reason: "chan send".into(),
+                wait_reason_code: 15,
+                blocked_ns: 2_500_000_000,
+                object_kind: "chan".into(),
+                object: "0xc000020060".into(),
+                parked_in: "runtime.chansend".into(),
+                tid: 99,
+                blocked_before_attach: false,
+                wait_chans: vec!["0xc000020060".into()],
+                created_by: Some("main.main".into()),
+                source: "uprobe",
+            }],
+        };
+        let text = r.render_text();
+        assert!(text.contains("go1.27.3, pie"), "{text}");
+        assert!(text.contains("runtime.gopark+10"));
+        assert!(text.contains("goroutine 7 [chan send, 2.5s]: chan 0xc000020060"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["end_reason"], "duration");
+        assert_eq!(json["blocked"][0]["goid"], 7);
+    }
+}

@@ -1,0 +1,261 @@
+//! Shared harness for the end-to-end tests: where the fixtures and the agent are, running a
+//! fixture, running `blockprobe`, and deciding whether eBPF tests can run here.
+//!
+//! `cargo xtask test` sets `BLOCKPROBE_FIXTURES`, `BLOCKPROBE_BIN` and `BLOCKPROBE_GO_VERSIONS`;
+//! without them the defaults under `target/` are used. When `CI=true`, anything that would make
+//! an eBPF test skip (no fixture, no privileges) is a failure instead.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skip (print why and return true) outside CI; fail in CI.
+pub fn skip_or_fail(why: &str) -> bool {
+    if in_ci() {
+        panic!("CI=true and this eBPF test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    true
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BLOCKPROBE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/fixtures"))
+}
+
+pub fn blockprobe_bin() -> PathBuf {
+    std::env::var_os("BLOCKPROBE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/blockprobe"))
+}
+
+/// The fixture binary built by `cargo xtask fixtures`, e.g. `fixture("1.27.3", "pie", "parkers")`.
+pub fn fixture(go: &str, variant: &str, name: &str) -> PathBuf {
+    fixtures_dir()
+        .join(format!("go{go}"))
+        .join(variant)
+        .join(name)
+}
+
+/// Full Go version installed for a minor series ("1.27" → "1.27.3"), from the fixtures dir.
+pub fn go_version_for(minor: &str) -> Option<String> {
+    let prefix = format!("go{minor}.");
+    let mut found: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| n.trim_start_matches("go").to_string())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Whether this process can load eBPF programs (root or CAP_BPF+CAP_PERFMON+CAP_SYS_PTRACE).
+pub fn ebpf_unavailable_reason() -> Option<String> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+    }
+    let caps = blockprobe::privileges::effective_caps()?;
+    let missing = blockprobe::privileges::missing_for_ebpf(caps);
+    (!missing.is_empty()).then(|| format!("missing capabilities: {}", missing.join(", ")))
+}
+
+/// Everything needed before an eBPF e2e test; returns the fixture path, or None to skip.
+pub fn prepare(go_minor: &str, variant: &str, name: &str) -> Option<PathBuf> {
+    if let Some(why) = ebpf_unavailable_reason() {
+        skip_or_fail(&why);
+        return None;
+    }
+    if !blockprobe_bin().exists() {
+        skip_or_fail(&format!(
+            "{} is not built (run `cargo xtask test`)",
+            blockprobe_bin().display()
+        ));
+        return None;
+    }
+    let Some(go) = go_version_for(go_minor) else {
+        skip_or_fail(&format!(
+            "no fixtures built with Go {go_minor} under {} (run `cargo xtask fixtures --all-go`)",
+            fixtures_dir().display()
+        ));
+        return None;
+    };
+    let path = fixture(&go, variant, name);
+    if !path.exists() {
+        skip_or_fail(&format!("fixture {} missing", path.display()));
+        return None;
+    }
+    Some(path)
+}
+
+/// A running child process whose stdout/stderr lines arrive on channels. Killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    pub stdout_seen: Vec<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        let stdout = pump(child.stdout.take().expect("piped"));
+        let stderr = pump(child.stderr.take().expect("piped"));
+        Ok(Self {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            stdout_seen: Vec::new(),
+            stderr_seen: Vec::new(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stdout line satisfying `pred` and returns it.
+    pub fn expect_stdout(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout_seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => {
+                    let stderr = self.drain_stderr();
+                    bail!(
+                        "timed out after {timeout:?} waiting for a stdout line; stdout so far: {:?}; stderr: {stderr:?}",
+                        self.stdout_seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Waits for a stderr line satisfying `pred`.
+    pub fn expect_stderr(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => bail!(
+                    "timed out after {timeout:?} waiting for a stderr line; stderr so far: {:?}",
+                    self.stderr_seen
+                ),
+            }
+        }
+    }
+
+    pub fn drain_stderr(&mut self) -> Vec<String> {
+        while let Ok(l) = self.stderr.try_recv() {
+            self.stderr_seen.push(l);
+        }
+        self.stderr_seen.clone()
+    }
+
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("stdin closed"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for exit with a timeout; Err if it does not exit in time.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("process {} did not exit within {timeout:?}", self.pid());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory under target/, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        let dir = workspace_root().join("target/e2e-scratch").join(format!(
+            "{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
