@@ -31,8 +31,8 @@ enum Cmd {
         /// Detach after this long (e.g. 500ms, 5s, 2m); default: until Ctrl-C or the target exits.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// Report goroutines blocked at least this long.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        /// Report goroutines blocked at least this long (shorter waits are normal).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         threshold: Duration,
         /// Stream events as NDJSON to FILE, or `-` for stdout.
         #[arg(long, value_name = "FILE|-")]

@@ -34,6 +34,10 @@ pub struct Goroutine {
     pub parked_before_attach: bool,
     /// PC of the `go` statement that created it (from the scan), 0 if unknown.
     pub gopc: u64,
+    /// Entry PC of its start function (from the scan), 0 if unknown.
+    pub startpc: u64,
+    /// The goroutine that created it (from the scan), 0 if unknown.
+    pub parent_goid: u64,
     /// Channels it waits on, from its sudogs (from the scan).
     pub wait_chans: Vec<u64>,
 }
@@ -90,6 +94,8 @@ impl Model {
             ..Goroutine::default()
         });
             g.gopc = sg.gopc;
+            g.startpc = sg.startpc;
+            g.parent_goid = sg.parent_goid;
             if sg.status == crate::scan::status::WAITING && g.parks == 0 {
                 let since = if sg.waitsince > 0 && (sg.waitsince as u64) < scan_ns {
                     sg.waitsince as u64
@@ -123,6 +129,8 @@ impl Model {
             if let Some(g) = self.goroutines.get_mut(&sg.goid) {
                 if g.gopc == 0 {
                     g.gopc = sg.gopc;
+                    g.startpc = sg.startpc;
+                    g.parent_goid = sg.parent_goid;
                 }
                 if g.wait_chans.is_empty() && g.parked_at_ns.is_some() {
                     g.wait_chans = sg.wait_chans.clone();

@@ -47,10 +47,23 @@ pub struct BlockedGoroutine {
     pub blocked_before_attach: bool,
     /// Every channel it waits on (a select waits on several), from its sudogs.
     pub wait_chans: Vec<String>,
-    /// The function containing the `go` statement that created it.
-    pub created_by: Option<String>,
+    /// Where the `go` statement that created it is.
+    pub created_by: Option<CreationSite>,
+    /// Its start function.
+    pub start_function: Option<String>,
     /// Which mechanism established the block: "uprobe" (seen parking) or "scan" (goroutine table).
     pub source: &'static str,
+}
+
+/// The `go` statement that created a goroutine.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CreationSite {
+    /// The function containing the `go` statement.
+    pub function: String,
+    /// `file:line` of the `go` statement.
+    pub location: Option<String>,
+    /// The creating goroutine.
+    pub parent_goid: u64,
 }
 
 /// Why the session ended.
@@ -74,6 +87,10 @@ pub struct Report {
     pub goroutines_seen: usize,
     pub threshold_ns: u64,
     pub blocked: Vec<BlockedGoroutine>,
+    /// Blocked goroutines of the runtime itself (GC workers, finalizer, ...) left out of
+    /// `blocked`, as Go's own tracebacks leave them out (src/runtime/traceback.go,
+    /// isSystemGoroutine).
+    pub runtime_goroutines_hidden: usize,
 }
 
 fn human_duration(ns: u64) -> String {
@@ -136,24 +153,46 @@ impl Report {
             human_duration(self.threshold_ns)
         );
         for b in &self.blocked {
+            let on = if b.object_kind == "none" {
+                String::new()
+            } else {
+                format!(" on {} {}", b.object_kind, b.object)
+            };
+            let parked = if b.parked_in == "?" {
+                String::new()
+            } else {
+                format!(" (parked in {})", b.parked_in)
+            };
             let _ = writeln!(
                 out,
-                "  goroutine {} [{}, {}{}]: {} {}{}",
+                "  goroutine {} [{}, {}{}]{on}{parked}",
                 b.goid,
                 b.wait_reason,
                 if b.blocked_before_attach { ">" } else { "" },
                 human_duration(b.blocked_ns),
-                b.object_kind,
-                b.object,
-                if b.parked_in == "?" {
-                    String::new()
-                } else {
-                    format!(" (parked in {})", b.parked_in)
-                },
             );
-            if let Some(c) = &b.created_by {
-                let _ = writeln!(out, "      created by {c}");
+            if let Some(f) = &b.start_function {
+                let _ = writeln!(out, "      started at {f}");
             }
+            if let Some(c) = &b.created_by {
+                let _ = writeln!(
+                    out,
+                    "      created by {} in goroutine {}{}",
+                    c.function,
+                    c.parent_goid,
+                    c.location
+                        .as_ref()
+                        .map(|l| format!(" at {l}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if self.runtime_goroutines_hidden > 0 {
+            let _ = writeln!(
+                out,
+                "  (+{} goroutine(s) of the Go runtime itself, not shown)",
+                self.runtime_goroutines_hidden
+            );
         }
         out
     }
@@ -186,6 +225,7 @@ mod tests {
             events_lost: 0,
             goroutines_seen: 3,
             threshold_ns: 0,
+            runtime_goroutines_hidden: 4,
             blocked: vec![BlockedGoroutine {
                 goid: 7,
                 wait_reason: "chan send".into(),
@@ -197,14 +237,24 @@ mod tests {
                 tid: 99,
                 blocked_before_attach: false,
                 wait_chans: vec!["0xc000020060".into()],
-                created_by: Some("main.main".into()),
+                created_by: Some(CreationSite {
+                    function: "main.main".into(),
+                    location: Some("/src/demo/main.go:12".into()),
+                    parent_goid: 1,
+                }),
+                start_function: Some("main.worker".into()),
                 source: "uprobe",
             }],
         };
         let text = r.render_text();
         assert!(text.contains("go1.27.3, pie"), "{text}");
         assert!(text.contains("runtime.gopark+10"));
-        assert!(text.contains("goroutine 7 [chan send, 2.5s]: chan 0xc000020060"));
+        assert!(
+            text.contains("goroutine 7 [chan send, 2.5s] on chan 0xc000020060"),
+            "{text}"
+        );
+        assert!(text.contains("created by main.main in goroutine 1 at /src/demo/main.go:12"));
+        assert!(text.contains("+4 goroutine(s) of the Go runtime"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["end_reason"], "duration");
         assert_eq!(json["blocked"][0]["goid"], 7);

@@ -16,7 +16,7 @@ use crate::model::Model;
 use crate::probes::{Attached, ProbeError, ProbeSpec};
 use crate::procfs::{self, ProcError};
 use crate::scan::Scanner;
-use crate::report::{BlockedGoroutine, EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
+use crate::report::{BlockedGoroutine, CreationSite, EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -73,6 +73,8 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         mut events,
         on_attached,
     } = opts;
+    // Say what is missing before touching the target at all.
+    crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
     let bin = open_target(pid)?;
     let exe_at_start = procfs::exe_path(pid)?;
     let bias = procfs::load_bias(
@@ -167,39 +169,52 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         }
     }
     let now = monotonic_ns();
-    let blocked = model
-        .blocked(now, threshold.as_nanos() as u64)
-        .into_iter()
-        .map(|g| {
-            let (object_kind, object) = if g.parked_before_attach {
-                // From the scan: the object is the first channel of g.waiting, if any.
-                match (g.wait_chans.len(), bin.wait_reason(g.reason).as_ref()) {
-                    (0, _) => ("none", 0),
-                    (_, "select") => ("select", g.wait_chans[0]),
-                    _ => ("chan", g.wait_chans[0]),
-                }
-            } else {
-                bin.describe_wait_object(g.reason, g.wait_obj)
-            };
-            BlockedGoroutine {
-                goid: g.goid,
-                wait_reason: bin.wait_reason(g.reason).into_owned(),
-                wait_reason_code: g.reason,
-                blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
-                object_kind: object_kind.to_string(),
-                object: format!("{object:#x}"),
-                parked_in: bin
-                    .func_name(g.park_pc.wrapping_sub(bias))
-                    .unwrap_or("?")
-                    .to_string(),
-                tid: g.tid,
-                blocked_before_attach: g.parked_before_attach,
-                wait_chans: g.wait_chans.iter().map(|c| format!("{c:#x}")).collect(),
-                created_by: bin.func_name(g.gopc.wrapping_sub(bias)).map(str::to_string),
-                source: if g.parked_before_attach { "scan" } else { "uprobe" },
+    let mut blocked = Vec::new();
+    let mut runtime_goroutines_hidden = 0;
+    for g in model.blocked(now, threshold.as_nanos() as u64) {
+        let start_function = bin.func_name(g.startpc.wrapping_sub(bias));
+        if start_function.is_some_and(is_runtime_start_function) {
+            runtime_goroutines_hidden += 1;
+            continue;
+        }
+        let (object_kind, object) = if g.parked_before_attach {
+            // From the scan: the object is the first channel of g.waiting, if any.
+            match (g.wait_chans.len(), bin.wait_reason(g.reason).as_ref()) {
+                (0, _) => ("none", 0),
+                (_, "select") => ("select", g.wait_chans[0]),
+                _ => ("chan", g.wait_chans[0]),
             }
-        })
-        .collect();
+        } else {
+            bin.describe_wait_object(g.reason, g.wait_obj)
+        };
+        let gopc = g.gopc.wrapping_sub(bias);
+        blocked.push(BlockedGoroutine {
+            goid: g.goid,
+            wait_reason: bin.wait_reason(g.reason).into_owned(),
+            wait_reason_code: g.reason,
+            blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
+            object_kind: object_kind.to_string(),
+            object: format!("{object:#x}"),
+            parked_in: bin
+                .func_name(g.park_pc.wrapping_sub(bias))
+                .unwrap_or("?")
+                .to_string(),
+            tid: g.tid,
+            blocked_before_attach: g.parked_before_attach,
+            wait_chans: g.wait_chans.iter().map(|c| format!("{c:#x}")).collect(),
+            // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
+            created_by: bin.func_name(gopc).filter(|_| g.parent_goid != 0).map(|f| CreationSite {
+                function: f.to_string(),
+                // gopc is the return address of the newproc call; the line of the `go`
+                // statement is that of the call instruction, one byte earlier (as
+                // src/runtime/traceback.go printcreatedby does with pc-1).
+                location: bin.source_line(gopc.wrapping_sub(1)),
+                parent_goid: g.parent_goid,
+            }),
+            start_function: start_function.map(str::to_string),
+            source: if g.parked_before_attach { "scan" } else { "uprobe" },
+        });
+    }
     Ok(Report {
         schema: REPORT_SCHEMA,
         target: Target {
@@ -219,7 +234,19 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         goroutines_seen: model.len(),
         threshold_ns: threshold.as_nanos() as u64,
         blocked,
+        runtime_goroutines_hidden,
     })
+}
+
+/// Whether a goroutine with this start function belongs to the runtime itself
+/// (src/runtime/traceback.go, isSystemGoroutine: start function in package runtime, except
+/// runtime.main, runtime.corostart and runtime.handleAsyncEvent).
+pub fn is_runtime_start_function(name: &str) -> bool {
+    name.starts_with("runtime.")
+        && !matches!(
+            name,
+            "runtime.main" | "runtime.corostart" | "runtime.handleAsyncEvent"
+        )
 }
 
 fn write_event(

@@ -45,6 +45,8 @@ fn run(go_minor: &str, variant: &str) {
             .arg("attach")
             .arg("--pid")
             .arg(target.pid().to_string())
+            .arg("--threshold")
+            .arg("50ms")
             .arg("--events")
             .arg(&events_path)
             .arg("--json")
@@ -144,29 +146,4 @@ fn run(go_minor: &str, variant: &str) {
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
 }
 
-macro_rules! matrix {
-    ($($name:ident: $minor:literal, $variant:literal;)*) => {
-        $( #[test] fn $name() { run($minor, $variant); } )*
-    };
-}
-
-matrix! {
-    go1_22_default: "1.22", "default";
-    go1_22_pie: "1.22", "pie";
-    go1_22_stripped: "1.22", "stripped";
-    go1_23_default: "1.23", "default";
-    go1_23_pie: "1.23", "pie";
-    go1_23_stripped: "1.23", "stripped";
-    go1_24_default: "1.24", "default";
-    go1_24_pie: "1.24", "pie";
-    go1_24_stripped: "1.24", "stripped";
-    go1_25_default: "1.25", "default";
-    go1_25_pie: "1.25", "pie";
-    go1_25_stripped: "1.25", "stripped";
-    go1_26_default: "1.26", "default";
-    go1_26_pie: "1.26", "pie";
-    go1_26_stripped: "1.26", "stripped";
-    go1_27_default: "1.27", "default";
-    go1_27_pie: "1.27", "pie";
-    go1_27_stripped: "1.27", "stripped";
-}
+blockprobe_tests::go_matrix!(run);

@@ -1,0 +1,142 @@
+//! How a session begins and ends when things are not as expected: the target exits mid-session,
+//! the PID is gone, the target is not Go, the file is not ELF, the user lacks privileges. Each
+//! must give a clear error (exit code 1, never a panic's 101) and leave the target unharmed.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare, skip_or_fail};
+use serde_json::Value;
+
+fn blockprobe(args: &[&str]) -> (i32, String) {
+    let out = Command::new(blockprobe_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run blockprobe");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn target_exiting_mid_session_ends_it_with_a_report() {
+    let Some(fixture) = prepare("1.27", "default", "parkers") else {
+        return;
+    };
+    let scratch = Scratch::new("exit");
+    let report_path = scratch.path("report.json");
+    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start fixture");
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .unwrap();
+    let mut agent = Proc::spawn(
+        Command::new(blockprobe_bin())
+            .args(["attach", "--pid", &target.pid().to_string(), "--threshold", "0s", "--json"])
+            .arg(&report_path),
+    )
+    .unwrap();
+    agent
+        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
+        .unwrap();
+    target.send_line("go").unwrap();
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l == "done")
+        .unwrap();
+    target.child.kill().unwrap();
+    target.child.wait().unwrap();
+
+    let status = agent
+        .wait_timeout(Duration::from_secs(10))
+        .expect("blockprobe ends when its target exits");
+    assert!(status.success(), "{:?}", agent.drain_stderr());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["end_reason"], "target-exited");
+    // What was blocked when it died is still reported (the goleak use case).
+    let reasons: Vec<&str> = report["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["wait_reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"chan receive"), "{report:#}");
+    assert!(reasons.contains(&"sync.Mutex.Lock"), "{report:#}");
+}
+
+#[test]
+fn a_pid_that_is_gone_is_a_clear_error() {
+    // A pid that existed and is now reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let (code, err) = blockprobe(&["attach", "--pid", &pid.to_string(), "--duration", "1s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("process {pid} does not exist")), "{err}");
+}
+
+#[test]
+fn a_process_that_is_not_go_is_refused_before_attaching() {
+    if blockprobe_tests::ebpf_unavailable_reason().is_some() {
+        skip_or_fail("needs root to read another process's executable");
+        return;
+    }
+    let sleeper = Proc::spawn(Command::new("sleep").arg("30")).unwrap();
+    let (code, err) = blockprobe(&[
+        "attach",
+        "--pid",
+        &sleeper.pid().to_string(),
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a Go binary"), "{err}");
+}
+
+#[test]
+fn inspect_rejects_non_go_and_non_elf_files_clearly() {
+    let (code, err) = blockprobe(&["inspect", "/bin/true"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a Go binary"), "{err}");
+
+    let scratch = Scratch::new("inspect");
+    let text = scratch.path("notes.txt");
+    std::fs::write(&text, "hello\n").unwrap();
+    let (code, err) = blockprobe(&["inspect", text.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not an ELF executable"), "{err}");
+
+    let (code, err) = blockprobe(&["inspect", "/nonexistent/prog"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot read /nonexistent/prog"), "{err}");
+}
+
+#[test]
+fn an_unprivileged_user_is_told_what_is_missing() {
+    let Some(fixture) = prepare("1.27", "default", "parkers") else {
+        return;
+    };
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        skip_or_fail("setpriv (util-linux) is not installed");
+        return;
+    }
+    let mut target = Proc::spawn(&mut Command::new(&fixture)).unwrap();
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .unwrap();
+    // Run blockprobe as `nobody`, with no capabilities.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(blockprobe_bin())
+        .args(["attach", "--pid", &target.pid().to_string(), "--duration", "1s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs root"), "{err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
+    assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+    assert!(target.child.try_wait().unwrap().is_none(), "target died");
+}
