@@ -1,0 +1,50 @@
+//! A cgo target (built with CGO_ENABLED=1, so externally linked by the system linker): the
+//! binary analysis, the uprobes and the goroutine-table scan work on it too.
+
+use std::process::Command;
+use std::time::Duration;
+
+use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare};
+use serde_json::Value;
+
+fn run(go_minor: &str, variant: &str) {
+    let Some(fixture) = prepare(go_minor, variant, "cgoblock") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("cgo-{go_minor}-{variant}"));
+    let report_path = scratch.path("report.json");
+    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start cgoblock");
+    let ready = target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .expect("cgoblock ready");
+    let chan = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("chan="))
+        .expect("chan= in the ready line")
+        .to_string();
+
+    let mut agent = Proc::spawn(
+        Command::new(blockprobe_bin())
+            .args(["attach", "--pid", &target.pid().to_string()])
+            .args(["--duration", "300ms", "--threshold", "0s", "--json"])
+            .arg(&report_path),
+    )
+    .unwrap();
+    let status = agent.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{:?}", agent.drain_stderr());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["target"]["cgo"], true, "{report:#}");
+    assert_eq!(report["target"]["pie"], variant == "pie");
+    let receiver = report["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["object"] == chan.as_str())
+        .unwrap_or_else(|| panic!("receiver on {chan} not reported: {report:#}"));
+    assert_eq!(receiver["wait_reason"], "chan receive");
+    assert_eq!(receiver["start_function"], "main.main.func2");
+    assert!(target.child.try_wait().unwrap().is_none(), "target died");
+}
+
+blockprobe_tests::go_matrix!(run);
