@@ -5,7 +5,11 @@
 //! - [`model`]: the live goroutine model built from probe events.
 //! - [`session`]: one attach session, from attach to report.
 //! - [`report`]: the report, as JSON and as text.
+//! - [`threads`]: the OS-thread view (scheduler tracepoints), and goroutine → thread.
+//! - [`kallsyms`]: kernel stack symbolization.
+pub mod events;
 pub mod goruntime;
+pub mod kallsyms;
 pub mod memory;
 pub mod model;
 pub mod privileges;
@@ -14,3 +18,5 @@ pub mod procfs;
 pub mod report;
 pub mod scan;
 pub mod session;
+pub mod summary;
+pub mod threads;

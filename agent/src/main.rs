@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use blockprobe::goruntime::GoBinary;
-use blockprobe::probes::{GOPARK, READY};
-use blockprobe::session::{self, SessionOptions};
+use blockprobe::goruntime::{GoBinary, GoBinaryError};
+use blockprobe::probes::all_probes;
+use blockprobe::session::{self, SessionOptions, TargetSpec};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -40,6 +40,23 @@ enum Cmd {
         /// Write the final report as JSON to FILE (`-` for stdout) instead of text.
         #[arg(long, value_name = "FILE|-")]
         json: Option<String>,
+    },
+    /// Start a Go program under the probes (attached before it runs) and report what was still
+    /// blocked when it exited. Exits with the program's exit code. The program's stdin, stdout
+    /// and stderr are its own; the report goes to stderr (or --json FILE).
+    Run {
+        /// Report goroutines blocked at least this long.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        threshold: Duration,
+        /// Stream events as NDJSON to FILE (`-` is not allowed: stdout belongs to the program).
+        #[arg(long, value_name = "FILE")]
+        events: Option<String>,
+        /// Write the final report as JSON to FILE instead of text on stderr.
+        #[arg(long, value_name = "FILE")]
+        json: Option<String>,
+        /// The program and its arguments.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
     },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
@@ -74,7 +91,79 @@ fn real_main() -> Result<()> {
             events,
             json,
         } => attach(pid, duration, threshold, events, json),
+        Cmd::Run {
+            threshold,
+            events,
+            json,
+            command,
+        } => run(threshold, events, json, command),
     }
+}
+
+fn run_session(opts: SessionOptions) -> Result<session::Outcome> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(session::run(opts))?)
+}
+
+fn announce_attached(a: &blockprobe::probes::Attached) {
+    let probes: Vec<String> = a
+        .probes
+        .iter()
+        .map(|p| format!("{}+{}", p.symbol, p.offset_in_func))
+        .collect();
+    eprintln!(
+        "blockprobe: attached to pid {} ({}): {}",
+        a.pid,
+        a.exe.display(),
+        probes.join(" ")
+    );
+}
+
+fn write_json(spec: &str, report: &blockprobe::report::Report) -> Result<()> {
+    let mut out = open_sink(spec)?;
+    serde_json::to_writer_pretty(&mut out, report)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn run(
+    threshold: Duration,
+    events: Option<String>,
+    json: Option<String>,
+    command: Vec<String>,
+) -> Result<()> {
+    if events.as_deref() == Some("-") || json.as_deref() == Some("-") {
+        bail!("in `run` mode stdout belongs to the program: give --events/--json a file");
+    }
+    let (program, args) = command.split_first().context("no program given")?;
+    let events = events.as_deref().map(open_sink).transpose()?;
+    let outcome = run_session(SessionOptions {
+        target: TargetSpec::Spawn {
+            program: PathBuf::from(program),
+            args: args.to_vec(),
+        },
+        probes: all_probes(),
+        duration: None,
+        threshold,
+        events,
+        on_attached: Some(Box::new(announce_attached)),
+    })
+    .with_context(|| format!("running {program}"))?;
+    match json {
+        Some(spec) => write_json(&spec, &outcome.report)?,
+        None => eprint!("{}", outcome.report.render_text()),
+    }
+    // Exit as the program did (a signal as 128 + N, as shells report it).
+    let code = match (outcome.report.exit_code, outcome.report.exit_signal) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 0,
+    };
+    std::process::exit(code);
 }
 
 fn open_sink(spec: &str) -> Result<Box<dyn Write + Send>> {
@@ -98,53 +187,40 @@ fn attach(
         bail!("--pid must be a process id");
     }
     let events = events.as_deref().map(open_sink).transpose()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let report = rt
-        .block_on(session::run(SessionOptions {
-            pid,
-            probes: vec![GOPARK, READY],
-            duration,
-            threshold,
-            events,
-            on_attached: Some(Box::new(|a| {
-                let probes: Vec<String> = a
-                    .probes
-                    .iter()
-                    .map(|p| format!("{}+{}", p.spec.symbol, p.offset_in_func))
-                    .collect();
-                eprintln!(
-                    "blockprobe: attached to pid {} ({}): {}",
-                    a.pid,
-                    a.exe.display(),
-                    probes.join(" ")
-                );
-            })),
-        }))
-        .with_context(|| format!("attaching to pid {pid}"))?;
+    let outcome = run_session(SessionOptions {
+        target: TargetSpec::Pid(pid),
+        probes: all_probes(),
+        duration,
+        threshold,
+        events,
+        on_attached: Some(Box::new(announce_attached)),
+    })
+    .with_context(|| format!("attaching to pid {pid}"))?;
     match json {
-        Some(spec) => {
-            let mut out = open_sink(&spec)?;
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        }
-        None => print!("{}", report.render_text()),
+        Some(spec) => write_json(&spec, &outcome.report)?,
+        None => print!("{}", outcome.report.render_text()),
     }
     Ok(())
 }
 
 fn inspect(path: PathBuf, json: bool) -> Result<()> {
     let bin = GoBinary::open(&path)?;
-    let probes: Vec<_> = [GOPARK, READY]
+    let probes: Vec<_> = all_probes()
         .iter()
-        .map(|spec| (spec.symbol, bin.probe_point(spec.symbol)))
+        .map(|spec| {
+            let sym = spec
+                .symbols
+                .iter()
+                .find(|s| bin.function(s).is_some())
+                .copied()
+                .unwrap_or(spec.name());
+            (sym, spec.optional, bin.probe_point(sym))
+        })
         .collect();
     if json {
         let probes: Vec<_> = probes
             .iter()
-            .map(|(sym, p)| match p {
+            .map(|(sym, _, p)| match p {
                 Ok(p) => serde_json::json!({
                     "symbol": sym, "entry": format!("{:#x}", p.entry),
                     "offset": p.offset_in_func, "file_offset": format!("{:#x}", p.file_offset),
@@ -169,8 +245,11 @@ fn inspect(path: PathBuf, json: bool) -> Result<()> {
     );
     println!("  offsets from: {}", bin.layout_source);
     println!("  wait reasons: {} in runtime.waitReasonStrings", bin.wait_reasons.len());
-    for (sym, p) in &probes {
+    for (sym, optional, p) in &probes {
         match p {
+            Err(GoBinaryError::NoFunction { .. }) if *optional => {
+                println!("  probe {sym}: not linked in (the program does not use it)")
+            }
             Ok(p) => println!(
                 "  probe {sym}: entry {:#x} +{} (file offset {:#x})",
                 p.entry, p.offset_in_func, p.file_offset

@@ -75,8 +75,8 @@ impl ProcessMemory {
                 ok[start + i] = true;
                 i += 1;
             }
-            // chunk[i] (if any) faulted or was partial; skip it.
-            start += i + 1;
+            // chunk[i], if any, faulted or was partial: skip it and go on after it.
+            start += if i == chunk.len() { i } else { i + 1 };
         }
         Ok(ok)
     }
@@ -154,6 +154,22 @@ mod tests {
         assert_eq!(a, [0, 1, 2, 3]);
         assert_eq!(c, [100, 101, 102, 103]);
         assert!(me.read(8, &mut buf).is_err());
+    }
+
+    #[test]
+    fn reads_more_ranges_than_one_syscall_takes() {
+        // More than UIO_MAXIOV ranges: none may be lost at the chunk boundaries.
+        let me = ProcessMemory::new(std::process::id());
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut bufs = vec![[0u8; 1]; 3000];
+        let mut ranges: Vec<(u64, &mut [u8])> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| (data.as_ptr() as u64 + i as u64, b.as_mut_slice()))
+            .collect();
+        let ok = me.read_many(&mut ranges).unwrap();
+        assert!(ok.iter().all(|&o| o), "{} unread", ok.iter().filter(|o| !**o).count());
+        assert!(bufs.iter().enumerate().all(|(i, b)| b[0] == (i % 251) as u8));
     }
 
     #[test]

@@ -38,8 +38,12 @@ pub struct Goroutine {
     pub startpc: u64,
     /// The goroutine that created it (from the scan), 0 if unknown.
     pub parent_goid: u64,
-    /// Channels it waits on, from its sudogs (from the scan).
+    /// Channels it waits on, from its sudogs (`g.waiting`; a select waits on several).
     pub wait_chans: Vec<u64>,
+    /// How many sudogs `g.waiting` had at the park (a big select may have more than we copy).
+    pub n_wait_chans: u32,
+    /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number).
+    pub sema: Option<(u64, u32)>,
 }
 
 /// All goroutines seen by the probes.
@@ -47,6 +51,10 @@ pub struct Goroutine {
 pub struct Model {
     goroutines: HashMap<u64, Goroutine>,
     pub events: u64,
+    /// Goroutines seen exiting.
+    pub exits: u64,
+    /// `go` statements run since attach, by the PC of the statement (gopc).
+    pub creations: HashMap<u64, u64>,
 }
 
 impl Model {
@@ -60,6 +68,18 @@ impl Model {
         let Ok(kind) = EventKind::try_from(ev.kind) else {
             return;
         };
+        match kind {
+            EventKind::Create => {
+                *self.creations.entry(ev.gopc).or_default() += 1;
+                return;
+            }
+            EventKind::Exit => {
+                self.exits += 1;
+                self.goroutines.remove(&ev.goid);
+                return;
+            }
+            EventKind::Park | EventKind::Ready => {}
+        }
         let g = self.goroutines.entry(ev.goid).or_insert_with(|| Goroutine {
             goid: ev.goid,
             ..Goroutine::default()
@@ -67,7 +87,13 @@ impl Model {
         match kind {
             EventKind::Park => {
                 g.parked_before_attach = false;
-                g.wait_chans.clear();
+                let n = (ev.n_chans as usize).min(ev.chans.len());
+                g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
+                g.n_wait_chans = ev.n_chans;
+                g.sema = (ev.sema_kind != 0).then_some((ev.sema_addr, ev.sema_kind));
+                g.gopc = ev.gopc;
+                g.startpc = ev.startpc;
+                g.parent_goid = ev.parent_goid;
                 g.parked_at_ns = Some(ev.ts_ns);
                 g.reason = ev.reason;
                 g.wait_obj = ev.obj;
@@ -79,8 +105,10 @@ impl Model {
                 g.parked_at_ns = None;
                 g.parked_before_attach = false;
                 g.wait_chans.clear();
+                g.sema = None;
                 g.last_waker = Some(ev.peer_goid);
             }
+            EventKind::Create | EventKind::Exit => {}
         }
     }
 
@@ -107,6 +135,7 @@ impl Model {
                 g.reason = sg.wait_reason;
                 g.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
                 g.wait_chans = sg.wait_chans.clone();
+                g.n_wait_chans = sg.wait_chans.len() as u32;
             }
         }
     }
@@ -197,6 +226,36 @@ mod tests {
         // Threshold: 6 parked at 200 has waited 800 ns by t=1000.
         assert!(m.blocked(1_000, 801).is_empty());
         assert_eq!(m.blocked(1_000, 800).len(), 1);
+    }
+
+    #[test]
+    fn park_carries_select_channels_and_sema_and_exit_forgets() {
+        let mut m = Model::new();
+        let mut p = ev(EventKind::Park, 9, 10);
+        p.n_chans = 3;
+        p.chans[..3].copy_from_slice(&[0xa0, 0xb0, 0xc0]);
+        p.gopc = 0x401000;
+        m.apply(&p);
+        let g = m.get(9).unwrap();
+        assert_eq!(g.wait_chans, vec![0xa0, 0xb0, 0xc0]);
+        assert_eq!(g.gopc, 0x401000);
+        assert_eq!(g.sema, None);
+
+        let mut s = ev(EventKind::Park, 10, 20);
+        s.sema_kind = 1;
+        s.sema_addr = 0xc000010004;
+        m.apply(&s);
+        assert_eq!(m.get(10).unwrap().sema, Some((0xc000010004, 1)));
+
+        let mut c = ev(EventKind::Create, 0, 30);
+        c.gopc = 0x402000;
+        m.apply(&c);
+        m.apply(&c);
+        assert_eq!(m.creations.get(&0x402000), Some(&2));
+
+        m.apply(&ev(EventKind::Exit, 9, 40));
+        assert!(m.get(9).is_none());
+        assert_eq!(m.exits, 1);
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::{UProbe, uprobe::UProbeScope};
+use aya::programs::UProbe;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
-use probes_ebpf::{GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, RuntimeLayout};
+use probes_ebpf::{GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, RuntimeLayout, SemaKind};
 use thiserror::Error;
 
 use crate::goruntime::{GoBinary, GoBinaryError};
@@ -24,22 +25,77 @@ static PROBES_OBJ: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pro
 /// A runtime function blockprobe can probe, and the eBPF program that handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeSpec {
-    /// Go symbol, e.g. `runtime.gopark`.
-    pub symbol: &'static str,
+    /// Go symbols, in order of preference: the first one the binary has is probed (names move
+    /// between Go versions, e.g. `internal/sync.runtime_SemacquireMutex` from Go 1.24).
+    pub symbols: &'static [&'static str],
     /// Program name in the eBPF object.
     pub program: &'static str,
+    /// The attach cookie the program reads (`bpf_get_attach_cookie`), e.g. a `SemaKind`.
+    pub cookie: Option<u64>,
+    /// Whether the target may lack every symbol (the linker drops what the program never uses:
+    /// a program without sync.Cond has no `sync.runtime_notifyListWait`). A missing required
+    /// symbol is an error; a missing optional one is skipped.
+    pub optional: bool,
+}
+
+impl ProbeSpec {
+    const fn required(symbol: &'static [&'static str], program: &'static str) -> Self {
+        Self {
+            symbols: symbol,
+            program,
+            cookie: None,
+            optional: false,
+        }
+    }
+
+    const fn sema(symbols: &'static [&'static str], kind: SemaKind) -> Self {
+        Self {
+            symbols,
+            program: "semacquire",
+            cookie: Some(kind as u64),
+            optional: true,
+        }
+    }
+
+    /// The name shown to people: the first symbol.
+    pub fn name(&self) -> &'static str {
+        self.symbols[0]
+    }
 }
 
 /// Block start: every park of a goroutine (src/runtime/proc.go, gopark).
-pub const GOPARK: ProbeSpec = ProbeSpec {
-    symbol: "runtime.gopark",
-    program: "gopark",
-};
+pub const GOPARK: ProbeSpec = ProbeSpec::required(&["runtime.gopark"], "gopark");
 /// Unblock: a parked goroutine made runnable (src/runtime/proc.go, ready; goready calls it).
-pub const READY: ProbeSpec = ProbeSpec {
-    symbol: "runtime.ready",
-    program: "ready",
-};
+pub const READY: ProbeSpec = ProbeSpec::required(&["runtime.ready"], "ready");
+/// Creation: a `go` statement (src/runtime/proc.go, newproc1).
+pub const NEWPROC1: ProbeSpec = ProbeSpec::required(&["runtime.newproc1"], "newproc1");
+/// Exit: a goroutine returning from its function (src/runtime/proc.go, goexit1).
+pub const GOEXIT1: ProbeSpec = ProbeSpec::required(&["runtime.goexit1"], "goexit1");
+/// The sync primitives' way into the runtime's semaphores (src/runtime/sema.go).
+pub const SEMA_PROBES: [ProbeSpec; 5] = [
+    ProbeSpec::sema(
+        &[
+            "internal/sync.runtime_SemacquireMutex",
+            "sync.runtime_SemacquireMutex",
+        ],
+        SemaKind::Mutex,
+    ),
+    ProbeSpec::sema(&["sync.runtime_SemacquireRWMutexR"], SemaKind::RWMutexR),
+    ProbeSpec::sema(&["sync.runtime_SemacquireRWMutex"], SemaKind::RWMutexW),
+    // WaitGroup.Wait calls runtime_SemacquireWaitGroup from Go 1.24, runtime_Semacquire before.
+    ProbeSpec::sema(
+        &["sync.runtime_SemacquireWaitGroup", "sync.runtime_Semacquire"],
+        SemaKind::WaitGroup,
+    ),
+    ProbeSpec::sema(&["sync.runtime_notifyListWait"], SemaKind::Cond),
+];
+
+/// Every probe of the precise mode: block/unblock, creation/exit, and sync-object addresses.
+pub fn all_probes() -> Vec<ProbeSpec> {
+    let mut v = vec![GOPARK, READY, NEWPROC1, GOEXIT1];
+    v.extend(SEMA_PROBES);
+    v
+}
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -72,6 +128,8 @@ pub enum ProbeError {
 #[derive(Debug, Clone)]
 pub struct AttachedProbe {
     pub spec: ProbeSpec,
+    /// The symbol actually probed (one of `spec.symbols`).
+    pub symbol: &'static str,
     pub entry: u64,
     pub offset_in_func: u64,
     pub file_offset: u64,
@@ -91,7 +149,20 @@ impl Attached {
     /// Loads the eBPF object, writes the target's runtime layout, and attaches `specs` to the
     /// process `pid`, whose executable is `bin`. Nothing is attached when any step fails.
     pub fn attach(pid: u32, bin: &GoBinary, specs: &[ProbeSpec]) -> Result<Self, ProbeError> {
-        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        Self::attach_to(pid, Path::new(&format!("/proc/{pid}/exe")), bin, specs)
+    }
+
+    /// Like [`Attached::attach`], with the executable named explicitly: for a child that has not
+    /// exec'd the target yet (`blockprobe run`), the uprobes go on the target's file and fire in
+    /// that pid once it runs the file (uprobes follow the inode; the perf event follows the task
+    /// across exec).
+    pub fn attach_to(
+        pid: u32,
+        exe: &Path,
+        bin: &GoBinary,
+        specs: &[ProbeSpec],
+    ) -> Result<Self, ProbeError> {
+        let exe = exe.to_path_buf();
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(ProbeError::NoSuchProcess { pid });
         }
@@ -102,8 +173,19 @@ impl Attached {
         // unexpected prologue aborts with nothing attached.
         let mut points = Vec::with_capacity(specs.len());
         for spec in specs {
-            let p = bin.probe_point(spec.symbol)?;
-            points.push((*spec, p));
+            match spec.symbols.iter().find(|s| bin.function(s).is_some()) {
+                Some(sym) => points.push((*spec, *sym, bin.probe_point(sym)?)),
+                None if spec.optional => {
+                    tracing::debug!(symbol = spec.name(), "not in the binary; not probed");
+                }
+                None => {
+                    return Err(GoBinaryError::NoFunction {
+                        path: bin.display_path.clone(),
+                        name: spec.name().to_string(),
+                    }
+                    .into());
+                }
+            }
         }
 
         let mut ebpf = Ebpf::load(PROBES_OBJ).map_err(|source| ProbeError::Load {
@@ -126,7 +208,7 @@ impl Attached {
         }
 
         let mut probes = Vec::new();
-        for (spec, point) in points {
+        for (spec, symbol, point) in points {
             let prog: &mut UProbe = ebpf
                 .program_mut(spec.program)
                 .ok_or(ProbeError::Missing(spec.program))?
@@ -142,7 +224,10 @@ impl Attached {
                 })?;
             }
             prog.attach(
-                aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                    cookie: spec.cookie,
+                },
                 &exe,
                 UProbeScope::OneProcess(pid_nz),
             )
@@ -151,13 +236,14 @@ impl Attached {
                 source,
             })?;
             tracing::debug!(
-                symbol = spec.symbol,
+                symbol,
                 entry = format_args!("{:#x}", point.entry),
                 skip = point.offset_in_func,
                 "attached uprobe"
             );
             probes.push(AttachedProbe {
                 spec,
+                symbol,
                 entry: point.entry,
                 offset_in_func: point.offset_in_func,
                 file_offset: point.file_offset,
@@ -214,5 +300,19 @@ impl AsRawFd for Attached {
     /// The ring buffer's fd: readable when events are waiting (for epoll / tokio's AsyncFd).
     fn as_raw_fd(&self) -> RawFd {
         self.events.as_raw_fd()
+    }
+}
+
+// Accessors for the scheduler (OS-thread) programs in `threads` (attach_sched/read_threads),
+// which live in the same eBPF object.
+impl Attached {
+    /// The loaded eBPF object.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The loaded eBPF object, to attach more programs or write maps.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 }

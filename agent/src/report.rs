@@ -91,6 +91,9 @@ pub struct Report {
     /// `blocked`, as Go's own tracebacks leave them out (src/runtime/traceback.go,
     /// isSystemGoroutine).
     pub runtime_goroutines_hidden: usize,
+    /// `blockprobe run`: the program's exit code, or the signal that ended it.
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
 }
 
 fn human_duration(ns: u64) -> String {
@@ -226,6 +229,8 @@ mod tests {
             goroutines_seen: 3,
             threshold_ns: 0,
             runtime_goroutines_hidden: 4,
+            exit_code: None,
+            exit_signal: None,
             blocked: vec![BlockedGoroutine {
                 goid: 7,
                 wait_reason: "chan send".into(),

@@ -1,22 +1,28 @@
-//! One attach session: probes on a live process, events streamed as they arrive, and a report
-//! when the session ends (duration elapsed, SIGINT/SIGTERM, or the target exited or exec'd).
+//! One session: probes on a live process, events streamed as they arrive, and a report when the
+//! session ends (duration elapsed, SIGINT/SIGTERM, or the target exited or exec'd).
+//!
+//! Two ways in: attach to a running pid (`blockprobe attach`), or spawn the program with the
+//! probes attached before it runs a single instruction of its own (`blockprobe run`).
 
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use probes_ebpf::{EventKind, GoEvent};
-use serde_json::json;
 use thiserror::Error;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::events::write_event;
 use crate::goruntime::{GoBinary, GoBinaryError};
 use crate::model::Model;
 use crate::probes::{Attached, ProbeError, ProbeSpec};
 use crate::procfs::{self, ProcError};
+use crate::report::{EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
 use crate::scan::Scanner;
-use crate::report::{BlockedGoroutine, CreationSite, EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
+use crate::summary::{self, Context};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -28,12 +34,27 @@ pub enum SessionError {
     Probe(#[from] ProbeError),
     #[error(transparent)]
     Scan(#[from] crate::scan::ScanError),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} did not start running (exec failed or it exited at once)")]
+    NoExec { program: String },
     #[error("event output: {0}")]
     Output(#[from] std::io::Error),
 }
 
+/// What to probe.
+pub enum TargetSpec {
+    /// A running process.
+    Pid(u32),
+    /// A program to start under the probes, with its arguments.
+    Spawn { program: PathBuf, args: Vec<String> },
+}
+
 pub struct SessionOptions {
-    pub pid: u32,
+    pub target: TargetSpec,
     pub probes: Vec<ProbeSpec>,
     /// End after this long; None = until a signal or the target's exit.
     pub duration: Option<Duration>,
@@ -43,6 +64,12 @@ pub struct SessionOptions {
     pub events: Option<Box<dyn Write + Send>>,
     /// Called once every probe is attached, before the first event is read.
     pub on_attached: Option<Box<dyn FnOnce(&Attached) + Send>>,
+}
+
+/// The session's report, and for a spawned program how it exited.
+pub struct Outcome {
+    pub report: Report,
+    pub exit_status: Option<ExitStatus>,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
@@ -63,10 +90,144 @@ pub fn open_target(pid: u32) -> Result<GoBinary, SessionError> {
     Ok(bin)
 }
 
-/// Runs a session to its end and returns the report.
-pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
+/// `program` as execvp would find it: a path with a slash as is, else the first match on PATH.
+pub fn resolve_program(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+/// A child that is held before exec until [`Gate::release`]: it blocks in `read` on a pipe
+/// between fork and exec, so the probes can be attached to its pid before the Go program runs.
+///
+/// Plain fork + execv rather than `std::process::Command`: `Command::spawn` waits for the exec
+/// to happen (it reads a CLOEXEC error pipe), which a child held before exec never does.
+struct Gate {
+    pid: libc::pid_t,
+    write_fd: libc::c_int,
+    status: Option<ExitStatus>,
+}
+
+impl Gate {
+    fn spawn(program: &Path, args: &[String]) -> Result<Self, SessionError> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let err = |source| SessionError::Spawn {
+            program: program.display().to_string(),
+            source,
+        };
+        let nul = |_| err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        // Everything the child needs is allocated before fork: after it, only async-signal-safe
+        // calls (close, read, execv, _exit).
+        let path = CString::new(program.as_os_str().as_bytes()).map_err(nul)?;
+        let mut argv: Vec<CString> = vec![path.clone()];
+        for a in args {
+            argv.push(CString::new(a.as_bytes()).map_err(nul)?);
+        }
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        let (read_fd, write_fd) = (fds[0], fds[1]);
+        // SAFETY: the child only calls async-signal-safe functions on pre-allocated data.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: child side of fork, see above.
+            unsafe {
+                libc::close(write_fd);
+                let mut b = 0u8;
+                // A byte (go ahead) or EOF (the agent gave up): either way, exec.
+                while libc::read(read_fd, (&raw mut b).cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(read_fd) };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(write_fd) };
+            return Err(err(e));
+        }
+        Ok(Self {
+            pid,
+            write_fd,
+            status: None,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    fn release(&mut self) {
+        if self.write_fd >= 0 {
+            // SAFETY: writing one byte to, then closing, our own pipe fd.
+            unsafe {
+                libc::write(self.write_fd, [1u8].as_ptr().cast(), 1);
+                libc::close(self.write_fd);
+            }
+            self.write_fd = -1;
+        }
+    }
+
+    /// Reaps the child: blocking, or only if it has exited.
+    fn wait(&mut self, block: bool) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            let mut st = 0;
+            let flags = if block { 0 } else { libc::WNOHANG };
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut st, flags) };
+            if r == self.pid {
+                self.status = Some(ExitStatus::from_raw(st));
+            }
+        }
+        self.status
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // Never leave the child stuck before exec.
+        self.release();
+    }
+}
+
+/// Waits (up to 5 s) until `pid` runs `exe`.
+async fn wait_for_exec(pid: u32, exe: &Path) -> bool {
+    let want = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    for _ in 0..500 {
+        match procfs::exe_path(pid) {
+            Ok(p) if p == want => return true,
+            Err(ProcError::Gone { .. }) => return false,
+            _ => {}
+        }
+        if !procfs::alive(pid) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Runs a session to its end.
+pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let SessionOptions {
-        pid,
+        target,
         probes,
         duration,
         threshold,
@@ -75,7 +236,30 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
     } = opts;
     // Say what is missing before touching the target at all.
     crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
-    let bin = open_target(pid)?;
+
+    let (bin, attached, mut gate) = match &target {
+        TargetSpec::Pid(pid) => {
+            let bin = open_target(*pid)?;
+            let attached = Attached::attach(*pid, &bin, &probes)?;
+            (bin, attached, None)
+        }
+        TargetSpec::Spawn { program, args } => {
+            let program = resolve_program(program);
+            // Refuse a non-Go or unsupported program before starting it.
+            let bin = GoBinary::open(&program)?;
+            let mut gate = Gate::spawn(&program, args)?;
+            let pid = gate.pid();
+            let attached = Attached::attach_to(pid, &program, &bin, &probes)?;
+            gate.release();
+            if !wait_for_exec(pid, &program).await {
+                return Err(SessionError::NoExec {
+                    program: program.display().to_string(),
+                });
+            }
+            (bin, attached, Some(gate))
+        }
+    };
+    let pid = attached.pid;
     let exe_at_start = procfs::exe_path(pid)?;
     let bias = procfs::load_bias(
         &procfs::maps(pid)?,
@@ -83,7 +267,6 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         &bin.load_segments(),
     )
     .unwrap_or(0);
-    let attached = Attached::attach(pid, &bin, &probes)?;
     if let Some(f) = on_attached {
         f(&attached);
     }
@@ -91,17 +274,22 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         .probes
         .iter()
         .map(|p| ProbeInfo {
-            symbol: p.spec.symbol.to_string(),
+            symbol: p.symbol.to_string(),
             offset: p.offset_in_func,
         })
         .collect();
+    let ctx = Context { bin: &bin, bias };
 
     // Probes first, then the scan: a goroutine that parks in between is seen by both, and the
     // probe's exact time wins. Goroutines blocked before attach are only found by the scan.
     let scanner = Scanner::new(&bin, pid, bias)?;
-    let first = scanner.scan()?;
     let mut model = Model::new();
-    model.seed(&first, monotonic_ns());
+    match scanner.scan() {
+        Ok(first) => model.seed(&first, monotonic_ns()),
+        // A spawned program may not have set up allgs yet, or may already be gone.
+        Err(e) if gate.is_some() => tracing::debug!("initial scan: {e}"),
+        Err(e) => return Err(e.into()),
+    }
 
     // SAFETY: the ring buffer's fd is owned by `attached` and stays open, unchanged, until
     // `into_inner` hands `attached` back below.
@@ -129,7 +317,7 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
                 for ev in &batch {
                     model.apply(ev);
                     if let Some(out) = events.as_mut() {
-                        write_event(out, &bin, bias, ev)?;
+                        write_event(out, &ctx, ev)?;
                     }
                 }
             }
@@ -146,14 +334,13 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
     };
 
     // Take what is still queued before detaching.
-    let attached = fd.into_inner();
-    let mut attached = attached;
+    let mut attached = fd.into_inner();
     let mut tail = Vec::new();
     attached.drain(|ev| tail.push(ev));
     for ev in &tail {
         model.apply(ev);
         if let Some(out) = events.as_mut() {
-            write_event(out, &bin, bias, ev)?;
+            write_event(out, &ctx, ev)?;
         }
     }
     let lost = attached.lost().unwrap_or(0);
@@ -163,59 +350,22 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
     }
 
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
-    if end_reason != EndReason::TargetExited {
-        if let Ok(last) = scanner.scan() {
-            model.reconcile(&last);
-        }
+    if end_reason != EndReason::TargetExited
+        && let Ok(last) = scanner.scan()
+    {
+        model.reconcile(&last);
     }
     let now = monotonic_ns();
-    let mut blocked = Vec::new();
-    let mut runtime_goroutines_hidden = 0;
-    for g in model.blocked(now, threshold.as_nanos() as u64) {
-        let start_function = bin.func_name(g.startpc.wrapping_sub(bias));
-        if start_function.is_some_and(is_runtime_start_function) {
-            runtime_goroutines_hidden += 1;
-            continue;
-        }
-        let (object_kind, object) = if g.parked_before_attach {
-            // From the scan: the object is the first channel of g.waiting, if any.
-            match (g.wait_chans.len(), bin.wait_reason(g.reason).as_ref()) {
-                (0, _) => ("none", 0),
-                (_, "select") => ("select", g.wait_chans[0]),
-                _ => ("chan", g.wait_chans[0]),
-            }
-        } else {
-            bin.describe_wait_object(g.reason, g.wait_obj)
-        };
-        let gopc = g.gopc.wrapping_sub(bias);
-        blocked.push(BlockedGoroutine {
-            goid: g.goid,
-            wait_reason: bin.wait_reason(g.reason).into_owned(),
-            wait_reason_code: g.reason,
-            blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
-            object_kind: object_kind.to_string(),
-            object: format!("{object:#x}"),
-            parked_in: bin
-                .func_name(g.park_pc.wrapping_sub(bias))
-                .unwrap_or("?")
-                .to_string(),
-            tid: g.tid,
-            blocked_before_attach: g.parked_before_attach,
-            wait_chans: g.wait_chans.iter().map(|c| format!("{c:#x}")).collect(),
-            // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
-            created_by: bin.func_name(gopc).filter(|_| g.parent_goid != 0).map(|f| CreationSite {
-                function: f.to_string(),
-                // gopc is the return address of the newproc call; the line of the `go`
-                // statement is that of the call instruction, one byte earlier (as
-                // src/runtime/traceback.go printcreatedby does with pc-1).
-                location: bin.source_line(gopc.wrapping_sub(1)),
-                parent_goid: g.parent_goid,
-            }),
-            start_function: start_function.map(str::to_string),
-            source: if g.parked_before_attach { "scan" } else { "uprobe" },
-        });
-    }
-    Ok(Report {
+    let (blocked, runtime_goroutines_hidden) =
+        summary::blocked(&ctx, &model, now, threshold.as_nanos() as u64);
+
+    // A spawned program: a signal ends the session but not the program (it got the same
+    // Ctrl-C from the terminal, or is left running); its exit status is what `run` returns.
+    let exit_status = match gate.as_mut() {
+        Some(g) => g.wait(end_reason == EndReason::TargetExited),
+        None => None,
+    };
+    let report = Report {
         schema: REPORT_SCHEMA,
         target: Target {
             pid,
@@ -235,43 +385,11 @@ pub async fn run(opts: SessionOptions) -> Result<Report, SessionError> {
         threshold_ns: threshold.as_nanos() as u64,
         blocked,
         runtime_goroutines_hidden,
-    })
-}
-
-/// Whether a goroutine with this start function belongs to the runtime itself
-/// (src/runtime/traceback.go, isSystemGoroutine: start function in package runtime, except
-/// runtime.main, runtime.corostart and runtime.handleAsyncEvent).
-pub fn is_runtime_start_function(name: &str) -> bool {
-    name.starts_with("runtime.")
-        && !matches!(
-            name,
-            "runtime.main" | "runtime.corostart" | "runtime.handleAsyncEvent"
-        )
-}
-
-fn write_event(
-    out: &mut dyn Write,
-    bin: &GoBinary,
-    bias: u64,
-    ev: &GoEvent,
-) -> std::io::Result<()> {
-    let line = match EventKind::try_from(ev.kind) {
-        Ok(EventKind::Park) => {
-            let (kind, obj) = bin.describe_wait_object(ev.reason, ev.obj);
-            json!({
-                "ts_ns": ev.ts_ns, "event": "park", "goid": ev.goid, "tid": ev.tid,
-                "wait_reason": bin.wait_reason(ev.reason), "wait_reason_code": ev.reason,
-                "object_kind": kind, "object": format!("{obj:#x}"),
-                "parked_in": bin.func_name(ev.caller_pc.wrapping_sub(bias)),
-                "source": "uprobe",
-            })
-        }
-        Ok(EventKind::Ready) => json!({
-            "ts_ns": ev.ts_ns, "event": "ready", "goid": ev.goid, "tid": ev.tid,
-            "waker_goid": ev.peer_goid, "source": "uprobe",
-        }),
-        Err(kind) => json!({ "ts_ns": ev.ts_ns, "event": "unknown", "kind": kind }),
+        exit_code: exit_status.and_then(|s| s.code()),
+        exit_signal: exit_status.and_then(|s| s.signal()),
     };
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
+    Ok(Outcome {
+        report,
+        exit_status,
+    })
 }

@@ -13,9 +13,17 @@ pub const MAP_LAYOUT: &str = "LAYOUT";
 /// Name of the per-CPU counter of events dropped because the ring buffer was full.
 pub const MAP_LOST: &str = "LOST";
 
-/// Ring buffer size. A park/ready pair is 112 bytes, so 8 MiB holds ~75k pairs: enough for a
-/// burst of a channel ping-pong between two readiness wake-ups of the agent.
-pub const EVENTS_RING_BYTES: u32 = 8 << 20;
+/// Ring buffer size. A park/ready pair is 2 × 160 bytes (+ 8-byte headers), so 16 MiB holds
+/// ~50k pairs: several ms of a channel ping-pong at full speed, between two readiness wake-ups of
+/// the agent.
+pub const EVENTS_RING_BYTES: u32 = 16 << 20;
+
+/// Name of the LRU hash (goid → [`SemaWait`]) that carries a sync primitive's semaphore address
+/// from its semacquire entry point to the gopark that follows.
+pub const MAP_SEMA: &str = "SEMA";
+
+/// Most channels of a select reported in one [`GoEvent`]; `n_chans` says how many there were.
+pub const MAX_WAIT_CHANS: usize = 8;
 
 /// Offsets into Go runtime structures, as data: they are derived per target binary (DWARF, or a
 /// per-Go-version table for stripped binaries) and written into [`MAP_LAYOUT`] before attach.
@@ -24,10 +32,22 @@ pub const EVENTS_RING_BYTES: u32 = 8 << 20;
 pub struct RuntimeLayout {
     /// `runtime.g.goid` (src/runtime/runtime2.go).
     pub g_goid: u32,
+    /// `runtime.g.parentGoid`.
+    pub g_parent_goid: u32,
+    /// `runtime.g.gopc`: PC of the `go` statement that created the goroutine.
+    pub g_gopc: u32,
+    /// `runtime.g.startpc`: entry of the goroutine's function.
+    pub g_startpc: u32,
+    /// `runtime.g.waiting`: the sudogs a parked goroutine waits on (chan ops, select).
+    pub g_waiting: u32,
+    /// The word holding `runtime.sudog.c` (from Go 1.26 the `vu` half of a maybeTraceablePtr).
+    pub sudog_c: u32,
+    /// `runtime.sudog.waitlink`: next sudog of the same goroutine (select).
+    pub sudog_waitlink: u32,
     /// Explicit padding, always 0.
     pub _pad0: u32,
 }
-const _: () = assert!(size_of::<RuntimeLayout>() == 8);
+const _: () = assert!(size_of::<RuntimeLayout>() == 32);
 
 /// What a [`GoEvent`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +57,12 @@ pub enum EventKind {
     Park = 1,
     /// Entry of `runtime.ready`: a parked goroutine is made runnable by the current one.
     Ready = 2,
+    /// Entry of `runtime.newproc1`: the current goroutine runs a `go` statement. The new
+    /// goroutine's id is not assigned yet at entry, so `goid` is 0 and `parent_goid`, `gopc`
+    /// and `startpc` describe the creation.
+    Create = 3,
+    /// Entry of `runtime.goexit1`: the current goroutine returns from its function.
+    Exit = 4,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -45,10 +71,57 @@ impl TryFrom<u32> for EventKind {
         match v {
             1 => Ok(Self::Park),
             2 => Ok(Self::Ready),
+            3 => Ok(Self::Create),
+            4 => Ok(Self::Exit),
             other => Err(other),
         }
     }
 }
+
+/// Which sync primitive a semacquire entry point waits for; the uprobe's attach cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SemaKind {
+    /// `sync.runtime_SemacquireMutex` (≤1.23) / `internal/sync.runtime_SemacquireMutex` (≥1.24):
+    /// `&Mutex.sema`.
+    Mutex = 1,
+    /// `sync.runtime_SemacquireRWMutexR`: `&RWMutex.readerSem` (RLock waiting for a writer).
+    RWMutexR = 2,
+    /// `sync.runtime_SemacquireRWMutex`: `&RWMutex.writerSem` (Lock waiting for readers).
+    RWMutexW = 3,
+    /// `sync.runtime_SemacquireWaitGroup` (≥1.24) / `sync.runtime_Semacquire` (≤1.23):
+    /// `&WaitGroup.sema`.
+    WaitGroup = 4,
+    /// `sync.runtime_notifyListWait`: `&Cond.notify`.
+    Cond = 5,
+}
+
+impl TryFrom<u32> for SemaKind {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        match v {
+            1 => Ok(Self::Mutex),
+            2 => Ok(Self::RWMutexR),
+            3 => Ok(Self::RWMutexW),
+            4 => Ok(Self::WaitGroup),
+            5 => Ok(Self::Cond),
+            other => Err(other),
+        }
+    }
+}
+
+/// A goroutine on its way into a sync primitive's semaphore (value of [`MAP_SEMA`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SemaWait {
+    /// The semaphore's address (the first argument of the entry point).
+    pub addr: u64,
+    /// A [`SemaKind`] as u32.
+    pub kind: u32,
+    /// Explicit padding, always 0.
+    pub _pad0: u32,
+}
+const _: () = assert!(size_of::<SemaWait>() == 16);
 
 /// One event from a uprobe on the Go runtime.
 #[repr(C)]
@@ -56,26 +129,41 @@ impl TryFrom<u32> for EventKind {
 pub struct GoEvent {
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, the clock of Go's trace `ClockSnapshot`.
     pub ts_ns: u64,
-    /// The goroutine the event is about (Park: the current g; Ready: the g made runnable).
+    /// The goroutine the event is about (Park/Exit: the current g; Ready: the g made runnable;
+    /// Create: 0, see [`EventKind::Create`]).
     pub goid: u64,
-    /// Park: gopark's `lock` argument (for channel waits `&hchan.lock`). Ready: 0.
+    /// Park: gopark's `lock` argument (for channel waits `&hchan.lock`). Otherwise 0.
     pub obj: u64,
     /// Return address on entry, i.e. the PC in the runtime function that called the probed one
     /// (`chanrecv`, `selectgo`, `semacquire1`, ...).
     pub caller_pc: u64,
-    /// Ready: goid of the goroutine doing the wake-up (the current g). Park: 0.
+    /// Ready: goid of the goroutine doing the wake-up (the current g). Otherwise 0.
     pub peer_goid: u64,
+    /// Park/Create: the goroutine's creator (`g.parentGoid`; for Create the current g).
+    pub parent_goid: u64,
+    /// Park/Create: PC of the creating `go` statement (`g.gopc`; for Create newproc1's callerpc).
+    pub gopc: u64,
+    /// Park/Create: entry PC of the goroutine's function (`g.startpc`; for Create `fn.fn`).
+    pub startpc: u64,
+    /// Park on a sync primitive: the semaphore address its semacquire entry point received.
+    pub sema_addr: u64,
+    /// Park: channels from `g.waiting` → `sudog.c` along `waitlink` (a select's cases).
+    pub chans: [u64; MAX_WAIT_CHANS],
     /// OS thread id (the Go M's procid, and the M id in Go's execution traces).
     pub tid: u32,
     /// An [`EventKind`] as u32.
     pub kind: u32,
     /// Park: the raw `waitReason` number (its meaning depends on the Go version; the agent maps it
-    /// through the target's `runtime.waitReasonStrings`). Ready: 0.
+    /// through the target's `runtime.waitReasonStrings`). Otherwise 0.
     pub reason: u32,
+    /// Park on a sync primitive: a [`SemaKind`] as u32; 0 when not a sync wait.
+    pub sema_kind: u32,
+    /// Park: how many sudogs `g.waiting` had (may exceed [`MAX_WAIT_CHANS`]; capped at 255).
+    pub n_chans: u32,
     /// Explicit padding, always 0.
     pub _pad0: u32,
 }
-const _: () = assert!(size_of::<GoEvent>() == 56);
+const _: () = assert!(size_of::<GoEvent>() == 160);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -83,4 +171,125 @@ mod pod {
     // (checked by the size asserts above).
     unsafe impl aya::Pod for super::RuntimeLayout {}
     unsafe impl aya::Pod for super::GoEvent {}
+    unsafe impl aya::Pod for super::SemaWait {}
+}
+
+// --- Scheduler (OS thread) state ---
+//
+// Programs on the scheduler tracepoints `sched/sched_switch` and `sched/sched_waking` keep one
+// [`ThreadSched`] per OS thread of the target process in [`MAP_THREADS`], keyed by tid. Only the
+// target's threads are tracked: the filter (the target's tgid, in [`MAP_SCHED_CONFIG`]) is applied
+// in the kernel. Times are `bpf_ktime_get_ns()`, i.e. CLOCK_MONOTONIC.
+
+/// Name of the one-entry array holding the [`SchedConfig`].
+pub const MAP_SCHED_CONFIG: &str = "SCHED_CONFIG";
+/// Name of the hash map tid (u32) → [`ThreadSched`].
+pub const MAP_THREADS: &str = "THREADS";
+/// Name of the stack-trace map holding kernel stacks captured when a target thread goes to sleep.
+pub const MAP_KSTACKS: &str = "KSTACKS";
+
+/// Capacity of [`MAP_THREADS`]. Go caps a program at 10000 threads by default
+/// (runtime/debug.SetMaxThreads), so this is enough for one target.
+pub const THREADS_MAX_ENTRIES: u32 = 16384;
+/// Capacity of [`MAP_KSTACKS`] (distinct kernel stacks; rounded up to a power of two by the kernel).
+pub const KSTACKS_MAX_ENTRIES: u32 = 4096;
+/// Frames kept per kernel stack. Sleeping kernel stacks are 10–30 frames deep; deeper ones are
+/// truncated at the outer end.
+pub const KSTACK_DEPTH: u32 = 48;
+
+/// Program names in the eBPF object.
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+pub const PROG_SCHED_WAKING: &str = "sched_waking";
+
+/// [`SchedConfig::flags`]: capture the kernel stack (`bpf_get_stackid`) when a thread sleeps.
+pub const SCHED_F_KSTACKS: u32 = 1;
+
+/// [`ThreadSched::flags`]: the entry was seeded by the agent from /proc/PID/task/TID/stat at
+/// attach (the thread has not switched since), so its state began before the attach.
+pub const THREAD_F_SEEDED: u32 = 1;
+
+/// `prev_state` bits as the sched_switch tracepoint reports them (include/trace/events/sched.h,
+/// `__trace_sched_switch_state`: `1 << (task_state_index - 1)`, the TASK_REPORT bits of
+/// include/linux/sched.h): 0 = R (runnable: yielded), S = TASK_INTERRUPTIBLE, D =
+/// TASK_UNINTERRUPTIBLE, T = __TASK_STOPPED, t = __TASK_TRACED, X = EXIT_DEAD, Z = EXIT_ZOMBIE,
+/// P = TASK_PARKED, I = TASK_REPORT_IDLE; TASK_REPORT_MAX (0x100) = preempted ("R+").
+pub mod task_state {
+    pub const RUNNING: u32 = 0;
+    pub const INTERRUPTIBLE: u32 = 0x01;
+    pub const UNINTERRUPTIBLE: u32 = 0x02;
+    pub const STOPPED: u32 = 0x04;
+    pub const TRACED: u32 = 0x08;
+    pub const DEAD: u32 = 0x10;
+    pub const ZOMBIE: u32 = 0x20;
+    pub const PARKED: u32 = 0x40;
+    pub const IDLE: u32 = 0x80;
+    pub const PREEMPTED: u32 = 0x100;
+    /// The bits that mean "went to sleep / stopped" rather than "still runnable".
+    pub const SLEEP_MASK: u32 = 0xff;
+}
+
+/// Written by the agent into [`MAP_SCHED_CONFIG`] before the programs are attached. The field
+/// offsets are those of the classic tracepoint records, read by the agent from
+/// `/sys/kernel/tracing/events/sched/<event>/format` (defaults: kernel 6.x layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedConfig {
+    /// CLOCK_MONOTONIC ns at attach; seeded states began before it.
+    pub attach_ns: u64,
+    /// The target's tgid (its pid). 0 disables the programs.
+    pub tgid: u32,
+    /// `SCHED_F_*` bits.
+    pub flags: u32,
+    /// sched_switch: offset of `pid_t prev_pid` (24).
+    pub switch_prev_pid: u32,
+    /// sched_switch: offset of `long prev_state` (32).
+    pub switch_prev_state: u32,
+    /// sched_switch: offset of `pid_t next_pid` (56).
+    pub switch_next_pid: u32,
+    /// sched_waking: offset of `pid_t pid` (24).
+    pub waking_pid: u32,
+}
+const _: () = assert!(size_of::<SchedConfig>() == 32);
+
+/// The scheduler's view of one thread of the target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadSched {
+    /// Last switch-in (0: none seen).
+    pub on_since_ns: u64,
+    /// Last switch-out (0: none seen, e.g. a seeded entry).
+    pub off_since_ns: u64,
+    /// Wake-up after the last switch-out (0: not woken since; cleared at switch-in/out).
+    pub woken_ns: u64,
+    /// Sum of the off-CPU periods seen whole (switch-out to switch-in).
+    pub off_cpu_ns: u64,
+    /// Sum of the on-CPU periods seen whole (switch-in to switch-out).
+    pub on_cpu_ns: u64,
+    /// Switch-outs seen.
+    pub switches: u64,
+    /// Wake-ups seen.
+    pub wakeups: u64,
+    /// Kernel stack id in [`MAP_KSTACKS`] taken at the last switch-out into a sleep, or -1.
+    pub kstack_id: i64,
+    /// `task_state` bits at the last switch-out (or, when seeded, from /proc's state letter).
+    pub prev_state: u32,
+    /// 1 while on a CPU, else 0.
+    pub on_cpu: u32,
+    /// tid of the task that did the last wake-up (any process; 0 is the idle task, i.e. an
+    /// interrupt on an idle CPU). Meaningful once `wakeups` > 0.
+    pub waker_tid: u32,
+    /// `THREAD_F_*` bits.
+    pub flags: u32,
+    /// CPU of the last switch.
+    pub cpu: u32,
+    /// Explicit padding, always 0.
+    pub _pad0: u32,
+}
+const _: () = assert!(size_of::<ThreadSched>() == 88);
+
+#[cfg(feature = "user")]
+mod pod_sched {
+    // SAFETY: repr(C), Copy, integers only, no implicit padding (size asserts above).
+    unsafe impl aya::Pod for super::SchedConfig {}
+    unsafe impl aya::Pod for super::ThreadSched {}
 }

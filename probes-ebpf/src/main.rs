@@ -5,6 +5,8 @@
 
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod sched;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -10,10 +10,12 @@ use aya_ebpf::{
     bindings::pt_regs,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
-use probes_ebpf::{EVENTS_RING_BYTES, EventKind, GoEvent, RuntimeLayout};
+use probes_ebpf::{
+    EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, RuntimeLayout, SemaWait,
+};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
@@ -23,6 +25,11 @@ static LAYOUT: Array<RuntimeLayout> = Array::with_max_entries(1, 0);
 
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// goid → the semaphore it is about to wait on. LRU, so goroutines that exit without parking
+/// cannot fill it.
+#[map]
+static SEMA: LruHashMap<u64, SemaWait> = LruHashMap::with_max_entries(65536, 0);
 
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> &pt_regs {
@@ -35,22 +42,21 @@ fn layout() -> Result<&'static RuntimeLayout, u32> {
     LAYOUT.get(0).ok_or(1)
 }
 
-/// Reads `g.goid` of the g at `g`.
+/// Reads the u64 at `base + off` in the target. Faults are errors, never crashes.
 #[inline(always)]
-fn goid_of(g: u64, layout: &RuntimeLayout) -> Result<u64, u32> {
-    if g == 0 {
+fn read_u64(base: u64, off: u32) -> Result<u64, u32> {
+    if base == 0 {
         return Err(2);
     }
-    let p = (g + layout.g_goid as u64) as *const u64;
     // SAFETY: bpf_probe_read_user faults safely on a bad address.
-    unsafe { bpf_probe_read_user(p) }.map_err(|_| 3)
+    unsafe { bpf_probe_read_user((base + off as u64) as *const u64) }.map_err(|_| 3)
 }
 
 #[inline(always)]
-fn emit(ev: GoEvent) -> Result<u32, u32> {
+fn emit(ev: &GoEvent) -> Result<u32, u32> {
     match EVENTS.reserve::<GoEvent>(0) {
         Some(mut slot) => {
-            slot.write(ev);
+            slot.write(*ev);
             slot.submit(0);
             Ok(0)
         }
@@ -69,9 +75,9 @@ fn emit(ev: GoEvent) -> Result<u32, u32> {
 fn base_event(r: &pt_regs, kind: EventKind) -> GoEvent {
     // At the probe point the stack-check prologue has not pushed anything yet, so [RSP] is the
     // return address into the caller.
-    // SAFETY: bpf_probe_read_user faults safely.
-    let caller_pc = unsafe { bpf_probe_read_user(r.rsp as *const u64) }.unwrap_or(0);
+    let caller_pc = read_u64(r.rsp, 0).unwrap_or(0);
     GoEvent {
+        // SAFETY: no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         tid: bpf_get_current_pid_tgid() as u32,
         kind: kind as u32,
@@ -89,13 +95,50 @@ pub fn gopark(ctx: ProbeContext) -> u32 {
 }
 
 fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
-    let layout = layout()?;
+    let l = layout()?;
     let r = regs(ctx);
+    let g = r.r14;
     let mut ev = base_event(r, EventKind::Park);
-    ev.goid = goid_of(r.r14, layout)?;
+    ev.goid = read_u64(g, l.g_goid)?;
     ev.obj = r.rbx;
     ev.reason = (r.rcx & 0xff) as u32;
-    emit(ev)
+    ev.parent_goid = read_u64(g, l.g_parent_goid).unwrap_or(0);
+    ev.gopc = read_u64(g, l.g_gopc).unwrap_or(0);
+    ev.startpc = read_u64(g, l.g_startpc).unwrap_or(0);
+
+    // chansend/chanrecv set gp.waiting to their sudog, selectgo to the list of one sudog per
+    // case linked by waitlink (src/runtime/chan.go, select.go), all before calling gopark.
+    let mut sg = read_u64(g, l.g_waiting).unwrap_or(0);
+    let mut n = 0u32;
+    for i in 0..MAX_WAIT_CHANS {
+        if sg == 0 {
+            break;
+        }
+        ev.chans[i] = read_u64(sg, l.sudog_c).unwrap_or(0);
+        n += 1;
+        sg = read_u64(sg, l.sudog_waitlink).unwrap_or(0);
+    }
+    if sg != 0 {
+        // More cases than we copy: count the rest, bounded.
+        for _ in 0..(255 - MAX_WAIT_CHANS) {
+            if sg == 0 {
+                break;
+            }
+            n += 1;
+            sg = read_u64(sg, l.sudog_waitlink).unwrap_or(0);
+        }
+    }
+    ev.n_chans = n;
+
+    // A sync primitive's entry point recorded which semaphore this goroutine goes to wait on.
+    if let Some(w) = SEMA.get_ptr(ev.goid) {
+        // SAFETY: pointer from a successful map lookup, valid for this program run.
+        let w = unsafe { *w };
+        ev.sema_addr = w.addr;
+        ev.sema_kind = w.kind;
+        let _ = SEMA.remove(ev.goid);
+    }
+    emit(&ev)
 }
 
 /// `func ready(gp *g, traceskip int, next bool)` (src/runtime/proc.go, Go 1.22–1.27):
@@ -106,13 +149,71 @@ pub fn ready(ctx: ProbeContext) -> u32 {
 }
 
 fn try_ready(ctx: &ProbeContext) -> Result<u32, u32> {
-    let layout = layout()?;
+    let l = layout()?;
     let r = regs(ctx);
     let mut ev = base_event(r, EventKind::Ready);
-    ev.goid = goid_of(r.rax, layout)?;
+    ev.goid = read_u64(r.rax, l.g_goid)?;
     // The waker may be g0 (e.g. netpoll or timers on a system stack); its goid is 0 then.
-    ev.peer_goid = goid_of(r.r14, layout).unwrap_or(0);
-    emit(ev)
+    ev.peer_goid = read_u64(r.r14, l.g_goid).unwrap_or(0);
+    emit(&ev)
+}
+
+/// Go 1.22: `func newproc1(fn *funcval, callergp *g, callerpc uintptr) *g`; Go 1.23–1.27 add
+/// `parked bool, waitreason waitReason` (src/runtime/proc.go). RAX = fn, RBX = callergp,
+/// RCX = callerpc in every version.
+#[uprobe]
+pub fn newproc1(ctx: ProbeContext) -> u32 {
+    try_newproc1(&ctx).unwrap_or_else(|e| e)
+}
+
+fn try_newproc1(ctx: &ProbeContext) -> Result<u32, u32> {
+    let l = layout()?;
+    let r = regs(ctx);
+    let mut ev = base_event(r, EventKind::Create);
+    ev.parent_goid = read_u64(r.rbx, l.g_goid).unwrap_or(0);
+    ev.gopc = r.rcx;
+    // funcval's first word is the function's entry PC (src/runtime/runtime2.go, funcval).
+    ev.startpc = read_u64(r.rax, 0).unwrap_or(0);
+    emit(&ev)
+}
+
+/// `func goexit1()` (src/runtime/proc.go): runs on the exiting goroutine, so R14 is its g.
+#[uprobe]
+pub fn goexit1(ctx: ProbeContext) -> u32 {
+    try_goexit1(&ctx).unwrap_or_else(|e| e)
+}
+
+fn try_goexit1(ctx: &ProbeContext) -> Result<u32, u32> {
+    let l = layout()?;
+    let r = regs(ctx);
+    let mut ev = base_event(r, EventKind::Exit);
+    ev.goid = read_u64(r.r14, l.g_goid)?;
+    let _ = SEMA.remove(ev.goid);
+    emit(&ev)
+}
+
+/// The semacquire entry points of package sync (src/runtime/sema.go; linknamed as
+/// `sync.runtime_SemacquireMutex` etc.): first argument (RAX) = the semaphore's address. The
+/// attach cookie says which primitive (a `SemaKind`). Nothing is sent: the address waits in
+/// `SEMA` for the gopark that follows, if the semaphore is not available at once.
+#[uprobe]
+pub fn semacquire(ctx: ProbeContext) -> u32 {
+    try_semacquire(&ctx).unwrap_or_else(|e| e)
+}
+
+fn try_semacquire(ctx: &ProbeContext) -> Result<u32, u32> {
+    let l = layout()?;
+    let r = regs(ctx);
+    let goid = read_u64(r.r14, l.g_goid)?;
+    // SAFETY: the context pointer comes from the kernel for this program type.
+    let kind = unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.regs.cast()) };
+    let w = SemaWait {
+        addr: r.rax,
+        kind: kind as u32,
+        _pad0: 0,
+    };
+    SEMA.insert(goid, w, 0).map_err(|_| 5u32)?;
+    Ok(0)
 }
 
 #[panic_handler]

@@ -15,6 +15,8 @@ struct Blocked {
     what: String,
     goid: u64,
     obj: String,
+    /// For select3: every case's channel.
+    chans: Vec<String>,
 }
 
 fn parse_blocked(line: &str) -> Option<Blocked> {
@@ -24,7 +26,17 @@ fn parse_blocked(line: &str) -> Option<Blocked> {
     let what = it.next()?.to_string();
     let goid = it.next()?.strip_prefix("goid=")?.parse().ok()?;
     let obj = it.next()?.strip_prefix("obj=")?.to_string();
-    Some(Blocked { what, goid, obj })
+    let chans = it
+        .next()
+        .and_then(|c| c.strip_prefix("chans="))
+        .map(|c| c.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(Blocked {
+        what,
+        goid,
+        obj,
+        chans,
+    })
 }
 
 fn run(go_minor: &str, variant: &str) {
@@ -66,7 +78,7 @@ fn run(go_minor: &str, variant: &str) {
         .iter()
         .filter_map(|l| parse_blocked(l))
         .collect();
-    assert_eq!(blocked.len(), 4, "fixture output: {:?}", target.stdout_seen);
+    assert_eq!(blocked.len(), 9, "fixture output: {:?}", target.stdout_seen);
 
     // SIGINT: blockprobe detaches and writes its report.
     agent.signal(libc::SIGINT);
@@ -92,6 +104,17 @@ fn run(go_minor: &str, variant: &str) {
         "{}",
         report["target"]
     );
+    // Every probe sits after its function's stack-check prologue (never on the ABI0 wrapper or
+    // the memory-reading CMP, which the kernel would single-step).
+    let probes = report["probes"].as_array().unwrap();
+    for sym in ["runtime.gopark", "runtime.ready", "runtime.newproc1", "runtime.goexit1"] {
+        let p = probes
+            .iter()
+            .find(|p| p["symbol"] == sym)
+            .unwrap_or_else(|| panic!("{sym} not probed: {probes:?}"));
+        assert!(p["offset"].as_u64().unwrap() >= 6, "{p}");
+    }
+    assert!(probes.len() >= 9, "every sync probe is linked in parkers: {probes:?}");
     let by_goid: HashMap<u64, &Value> = report["blocked"]
         .as_array()
         .expect("blocked list")
@@ -106,20 +129,52 @@ fn run(go_minor: &str, variant: &str) {
                 b.goid, b.what
             )
         });
+        let minor: u32 = go_minor.trim_start_matches("1.").parse().unwrap();
+        // WaitGroup.Wait parks as "semacquire" before Go 1.24 (src/sync/waitgroup.go calls
+        // runtime_Semacquire there, runtime_SemacquireWaitGroup from 1.24).
+        let wg_reason = if minor >= 24 { "sync.WaitGroup.Wait" } else { "semacquire" };
         let (reason, kind, parked_in) = match b.what.as_str() {
             "chan-receive" => ("chan receive", "chan", "runtime.chanrecv"),
             "chan-send" => ("chan send", "chan", "runtime.chansend"),
-            "select" => ("select", "select", "runtime.selectgo"),
-            "mutex" => ("sync.Mutex.Lock", "sema", "runtime.semacquire1"),
+            "select" | "select3" => ("select", "select", "runtime.selectgo"),
+            "mutex" => ("sync.Mutex.Lock", "mutex", "runtime.semacquire1"),
+            "rwmutex-lock" => ("sync.RWMutex.Lock", "rwmutex", "runtime.semacquire1"),
+            "rwmutex-rlock" => ("sync.RWMutex.RLock", "rwmutex", "runtime.semacquire1"),
+            "waitgroup" => (wg_reason, "waitgroup", "runtime.semacquire1"),
+            "cond" => ("sync.Cond.Wait", "cond", "sync.runtime_notifyListWait"),
             other => panic!("unknown fixture block {other}"),
         };
         assert_eq!(got["wait_reason"], reason, "goroutine {}: {got}", b.goid);
         assert_eq!(got["object_kind"], kind, "goroutine {}: {got}", b.goid);
         assert_eq!(got["parked_in"], parked_in, "goroutine {}: {got}", b.goid);
-        if kind == "chan" {
-            // The fixture printed the channel with %p: the hchan address.
+        // The fixture printed the object with %p: the hchan, Mutex, RWMutex, WaitGroup or Cond.
+        // A select's object is one of its channels (the first in selectgo's lock order).
+        if kind == "select" {
+            let obj = got["object"].as_str().unwrap().to_string();
+            assert!(b.chans.contains(&obj), "goroutine {}: {got}", b.goid);
+        } else {
             assert_eq!(got["object"], b.obj.as_str(), "goroutine {}: {got}", b.goid);
         }
+        if !b.chans.is_empty() {
+            // A select's channels, in any order (selectgo sorts its cases by lock address).
+            let mut want = b.chans.clone();
+            want.sort();
+            let mut have: Vec<String> = got["wait_chans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            have.sort();
+            assert_eq!(have, want, "goroutine {}: {got}", b.goid);
+        }
+        // Creation site: every fixture goroutine is a closure created by main.main.
+        assert_eq!(got["created_by"]["function"], "main.main", "{got}");
+        assert_eq!(got["created_by"]["parent_goid"], 1, "{got}");
+        assert!(
+            got["start_function"].as_str().unwrap().starts_with("main.main.func"),
+            "{got}"
+        );
         let blocked_ns = got["blocked_ns"].as_u64().unwrap();
         assert!(
             blocked_ns > 100_000_000 && blocked_ns < 60_000_000_000,

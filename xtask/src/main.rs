@@ -1,6 +1,7 @@
 //! blockprobe's developer tasks. Run `cargo xtask --help`.
 //!
 //! Every command runs `setup` first, which installs only what is missing.
+mod bench;
 mod demo;
 mod fixtures;
 mod setup;
@@ -47,6 +48,8 @@ enum Cmd {
     },
     /// Build blockprobe, start the demo fixture and attach blockprobe to it for 3 seconds.
     Demo,
+    /// Measure blockprobe's overhead on Go workloads, next to no agent and runtime/trace.
+    Bench(bench::Args),
     /// Build blockprobe (with its eBPF object).
     Build {
         #[arg(long)]
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test { extra } => test::test(&root, &extra)?,
         Cmd::Demo => demo::demo(&root)?,
+        Cmd::Bench(args) => bench::bench(&root, &args)?,
         Cmd::Build { release } => {
             let setup = setup::setup(&root, &GoWanted::Newest)?;
             let mut cmd = util::cargo();

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod pclntab;
 pub mod prologue;
 pub mod stripped;
+pub mod syncobj;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -275,11 +276,25 @@ impl GoBinary {
             return Err(sym_err("the pclntab lists no functions".into()));
         }
         funcs.sort_by_key(|f| f.entry);
-        let by_name = funcs
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.clone(), i))
-            .collect();
+        // A name may appear twice: an ABI0 wrapper and the ABIInternal function it calls
+        // (e.g. runtime.goexit1, called from assembly). Probe the function, not the wrapper: the
+        // wrapper starts with an instruction the kernel must single-step, and takes no register
+        // arguments.
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(funcs.len());
+        for (i, f) in funcs.iter().enumerate() {
+            let wrapper = |j: usize| {
+                let f = &funcs[j];
+                image
+                    .code(f.entry, f.end)
+                    .is_ok_and(|c| prologue::is_abi0_wrapper(c, f.entry))
+            };
+            match by_name.get(&f.name) {
+                Some(&j) if !wrapper(j) => {}
+                _ => {
+                    by_name.insert(f.name.clone(), i);
+                }
+            }
+        }
 
         // Data symbols: .symtab when present; otherwise decoded from the runtime functions that
         // use them (src/runtime/proc.go forEachG; runtime2.go waitReason.String).
@@ -427,8 +442,15 @@ impl GoBinary {
 
     /// The offsets the eBPF programs need, in their ABI form.
     pub fn runtime_layout_abi(&self) -> RuntimeLayout {
+        let l = &self.layout;
         RuntimeLayout {
-            g_goid: self.layout.g.goid,
+            g_goid: l.g.goid,
+            g_parent_goid: l.g.parent_goid,
+            g_gopc: l.g.gopc,
+            g_startpc: l.g.startpc,
+            g_waiting: l.g.waiting,
+            sudog_c: l.sudog.c,
+            sudog_waitlink: l.sudog.waitlink,
             _pad0: 0,
         }
     }

@@ -50,6 +50,25 @@ fn writes_reg(ins: &Instruction, m: Mnemonic, reg: Register) -> bool {
     ins.mnemonic() == m && ins.op0_kind() == OpKind::Register && ins.op0_register() == reg
 }
 
+/// Whether `code` starts like an ABI0 → ABIInternal wrapper: `XORPS X15, X15`, which re-zeroes
+/// the register ABIInternal keeps at zero (cmd/internal/obj/x86/obj6.go, the wrapper prologue
+/// for functions called from assembly). The wrapper and the function it wraps have the same
+/// name in the pclntab (`.symtab` calls the wrapper `NAME.abi0`); ABIInternal code never starts
+/// this way, since X15 is already zero there.
+pub fn is_abi0_wrapper(code: &[u8], entry_vaddr: u64) -> bool {
+    let mut d = Decoder::with_ip(64, code, entry_vaddr, DecoderOptions::NONE);
+    if !d.can_decode() {
+        return false;
+    }
+    let i = d.decode();
+    i.mnemonic() == Mnemonic::Xorps
+        && i.op_count() == 2
+        && i.op0_kind() == OpKind::Register
+        && i.op1_kind() == OpKind::Register
+        && i.op0_register() == Register::XMM15
+        && i.op1_register() == Register::XMM15
+}
+
 /// Decodes a Go function's stack-bound check and returns the offset (from `entry_vaddr`, the
 /// address of `code[0]`) of the first instruction after its `JBE` to morestack: where a uprobe
 /// does not have to single-step a memory-reading `CMP`. 0 if the function has no check

@@ -1,0 +1,91 @@
+//! From the live model to the report: which goroutines are blocked, on what, since when, and
+//! where they were created.
+
+use crate::goruntime::{GoBinary, syncobj};
+use crate::model::{Goroutine, Model};
+use crate::report::{BlockedGoroutine, CreationSite};
+
+/// Everything the report needs to know about the target besides the model.
+pub struct Context<'a> {
+    pub bin: &'a GoBinary,
+    /// Load bias of the executable (PIE), to turn runtime PCs into link-time ones.
+    pub bias: u64,
+}
+
+pub(crate) fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// The blocked goroutines (at least `threshold_ns` at `now`), and how many of the runtime's own
+/// goroutines were left out.
+pub fn blocked(ctx: &Context<'_>, model: &Model, now: u64, threshold_ns: u64) -> (Vec<BlockedGoroutine>, usize) {
+    let (bin, bias) = (ctx.bin, ctx.bias);
+    let mut blocked = Vec::new();
+    let mut runtime_goroutines_hidden = 0;
+    for g in model.blocked(now, threshold_ns) {
+        let start_function = bin.func_name(g.startpc.wrapping_sub(bias));
+        if start_function.is_some_and(is_runtime_start_function) {
+            runtime_goroutines_hidden += 1;
+            continue;
+        }
+        let (object_kind, object) = wait_object(bin, g);
+        let gopc = g.gopc.wrapping_sub(bias);
+        blocked.push(BlockedGoroutine {
+            goid: g.goid,
+            wait_reason: bin.wait_reason(g.reason).into_owned(),
+            wait_reason_code: g.reason,
+            blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
+            object_kind: object_kind.to_string(),
+            object: hex(object),
+            parked_in: bin
+                .func_name(g.park_pc.wrapping_sub(bias))
+                .unwrap_or("?")
+                .to_string(),
+            tid: g.tid,
+            blocked_before_attach: g.parked_before_attach,
+            wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
+            // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
+            created_by: bin.func_name(gopc).filter(|_| g.parent_goid != 0).map(|f| CreationSite {
+                function: f.to_string(),
+                // gopc is the return address of the newproc call; the line of the `go`
+                // statement is that of the call instruction, one byte earlier (as
+                // src/runtime/traceback.go printcreatedby does with pc-1).
+                location: bin.source_line(gopc.wrapping_sub(1)),
+                parent_goid: g.parent_goid,
+            }),
+            start_function: start_function.map(str::to_string),
+            source: if g.parked_before_attach { "scan" } else { "uprobe" },
+        });
+    }
+    (blocked, runtime_goroutines_hidden)
+}
+
+/// Whether a goroutine with this start function belongs to the runtime itself
+/// (src/runtime/traceback.go, isSystemGoroutine: start function in package runtime, except
+/// runtime.main, runtime.corostart and runtime.handleAsyncEvent).
+pub fn is_runtime_start_function(name: &str) -> bool {
+    name.starts_with("runtime.")
+        && !matches!(
+            name,
+            "runtime.main" | "runtime.corostart" | "runtime.handleAsyncEvent"
+        )
+}
+
+/// What a blocked goroutine waits on: the sync primitive its semacquire entry point named, else
+/// the channel(s) from its sudogs, else what gopark's lock argument says.
+pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
+    let reason = bin.wait_reason(g.reason);
+    if let Some(obj) = g
+        .sema
+        .and_then(|(addr, kind)| syncobj::object_of(kind, addr, &reason))
+    {
+        return obj;
+    }
+    match (g.wait_chans.first(), reason.as_ref()) {
+        (Some(&c), "select") => ("select", c),
+        (Some(&c), _) => ("chan", c),
+        (None, _) if g.parked_before_attach => ("none", 0),
+        (None, _) => bin.describe_wait_object(g.reason, g.wait_obj),
+    }
+}
+

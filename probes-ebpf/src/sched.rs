@@ -1,0 +1,167 @@
+//! The OS-thread view: programs on the scheduler tracepoints that keep one [`ThreadSched`] per
+//! thread of the target process (on/off CPU, since when, why it went off, counters, and the
+//! kernel stack of its last sleep).
+//!
+//! Classic tracepoints, records as in include/trace/events/sched.h and
+//! /sys/kernel/tracing/events/sched/{sched_switch,sched_waking}/format (kernel 6.x):
+//!   sched_switch: `pid_t prev_pid` @24, `long prev_state` @32, `pid_t next_pid` @56
+//!   sched_waking: `pid_t pid` @24
+//! Wake-ups use `sched_waking`, not `sched_wakeup`: try_to_wake_up (kernel/sched/core.c) fires
+//! sched_waking in the waker's context, while sched_wakeup fires where the task is enqueued,
+//! which for a wake-up queued to an idle remote CPU (ttwu_queue_wakelist) is that CPU's idle
+//! task, so the waker would read as pid 0.
+//! The agent reads the offsets from the format files and passes them in [`SchedConfig`].
+//!
+//! Filtering happens here, in the kernel, so that the agent only sees the target's threads:
+//! - sched_switch runs in the context of `prev` (the task switching out, still `current`), so
+//!   `bpf_get_current_pid_tgid() >> 32 == tgid` selects the target's switch-outs, and only those
+//!   create entries.
+//! - For `next_pid` (switch-in) and sched_waking's `pid` the tgid is not in the record, so only
+//!   tids already in [`THREADS`] are updated: they were created by a target switch-out or
+//!   seeded by the agent from /proc/PID/task.
+//!
+//! Updates race benignly: a thread's switches are serialised by the run-queue locks, but a
+//! wake-up on another CPU can interleave with a switch-in; the worst case is a stale `woken_ns`.
+
+use aya_ebpf::{
+    btf_maps::StackTrace,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::{btf_map, map, tracepoint},
+    maps::{Array, HashMap},
+    programs::{TracePointContext, tracing::StackIdContext},
+};
+use probes_ebpf::{
+    KSTACK_DEPTH, KSTACKS_MAX_ENTRIES, SCHED_F_KSTACKS, SchedConfig, THREADS_MAX_ENTRIES,
+    ThreadSched, task_state,
+};
+
+#[map]
+static SCHED_CONFIG: Array<SchedConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static THREADS: HashMap<u32, ThreadSched> = HashMap::with_max_entries(THREADS_MAX_ENTRIES, 0);
+
+/// A BTF map so that the depth can be smaller than PERF_MAX_STACK_DEPTH (127): 4096 × 48 frames
+/// is 1.5 MiB instead of 4 MiB.
+#[btf_map]
+static KSTACKS: StackTrace<{ KSTACKS_MAX_ENTRIES as usize }, 0, { KSTACK_DEPTH as usize }> =
+    StackTrace::new();
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): create only, never overwrite.
+const BPF_NOEXIST: u64 = 1;
+
+#[inline(always)]
+fn config() -> Result<&'static SchedConfig, u32> {
+    match SCHED_CONFIG.get(0) {
+        Some(c) if c.tgid != 0 => Ok(c),
+        _ => Err(1),
+    }
+}
+
+#[inline(always)]
+fn read_pid(ctx: &TracePointContext, off: u32) -> Result<u32, u32> {
+    // SAFETY: bpf_probe_read_kernel on the tracepoint record; a bad offset only fails the read.
+    let pid: i32 = unsafe { ctx.read_at(off as usize) }.map_err(|_| 2u32)?;
+    if pid <= 0 { Err(3) } else { Ok(pid as u32) }
+}
+
+/// `sched_switch(prev → next)`.
+#[tracepoint(category = "sched", name = "sched_switch")]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    try_sched_switch(&ctx).unwrap_or_else(|e| e)
+}
+
+fn try_sched_switch(ctx: &TracePointContext) -> Result<u32, u32> {
+    let cfg = config()?;
+    let now = unsafe { bpf_ktime_get_ns() };
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.tgid {
+        // A failed switch-out update must not cost the switch-in below.
+        let _ = switch_out(ctx, cfg, now, cpu);
+    }
+    let next = read_pid(ctx, cfg.switch_next_pid)?;
+    if let Some(t) = THREADS.get_ptr_mut(next) {
+        // SAFETY: a value slot of THREADS, valid while this program runs.
+        let t = unsafe { &mut *t };
+        if t.on_cpu == 0 && t.off_since_ns != 0 && now > t.off_since_ns {
+            t.off_cpu_ns += now - t.off_since_ns;
+        }
+        t.on_cpu = 1;
+        t.on_since_ns = now;
+        t.woken_ns = 0;
+        t.cpu = cpu;
+        t.flags = 0;
+    }
+    Ok(0)
+}
+
+#[inline(always)]
+fn switch_out(ctx: &TracePointContext, cfg: &SchedConfig, now: u64, cpu: u32) -> Result<(), u32> {
+    let tid = read_pid(ctx, cfg.switch_prev_pid)?;
+    // SAFETY: as read_pid.
+    let raw: i64 = unsafe { ctx.read_at(cfg.switch_prev_state as usize) }.map_err(|_| 4u32)?;
+    let state = (raw as u64 & 0x1ff) as u32;
+    if state & task_state::DEAD != 0 {
+        // The thread's last switch (do_task_dead: TASK_DEAD with exit_state EXIT_DEAD): forget it
+        // so that the map does not fill with exited threads.
+        let _ = THREADS.remove(tid);
+        return Ok(());
+    }
+    let kstack_id = if cfg.flags & SCHED_F_KSTACKS != 0 && state & task_state::SLEEP_MASK != 0 {
+        // Kernel stack of `current` (= prev) from the tracepoint's caller regs: __schedule and
+        // below. A hash collision with another stack (EEXIST) leaves it unknown (-1).
+        ctx.get_stackid(&KSTACKS, 0)
+            .map(|id| id as i64)
+            .unwrap_or(-1)
+    } else {
+        -1
+    };
+    let t = match THREADS.get_ptr_mut(tid) {
+        Some(t) => t,
+        None => {
+            let fresh = ThreadSched {
+                kstack_id: -1,
+                ..ThreadSched::default()
+            };
+            // NOEXIST: a concurrent seed from the agent may have won; then update that one.
+            let _ = THREADS.insert(tid, fresh, BPF_NOEXIST);
+            THREADS.get_ptr_mut(tid).ok_or(5u32)?
+        }
+    };
+    // SAFETY: a value slot of THREADS, valid while this program runs.
+    let t = unsafe { &mut *t };
+    if t.on_cpu != 0 && t.on_since_ns != 0 && now > t.on_since_ns {
+        t.on_cpu_ns += now - t.on_since_ns;
+    }
+    t.on_cpu = 0;
+    t.off_since_ns = now;
+    t.woken_ns = 0;
+    t.prev_state = state;
+    t.switches += 1;
+    t.kstack_id = kstack_id;
+    t.cpu = cpu;
+    t.flags = 0;
+    Ok(())
+}
+
+/// `sched_waking(pid)`: a sleeping task is being woken (runs in the waker's context, once the
+/// task's state matched the wake-up: try_to_wake_up in kernel/sched/core.c).
+#[tracepoint(category = "sched", name = "sched_waking")]
+pub fn sched_waking(ctx: TracePointContext) -> u32 {
+    try_sched_waking(&ctx).unwrap_or_else(|e| e)
+}
+
+fn try_sched_waking(ctx: &TracePointContext) -> Result<u32, u32> {
+    let cfg = config()?;
+    let tid = read_pid(ctx, cfg.waking_pid)?;
+    let t = THREADS.get_ptr_mut(tid).ok_or(0u32)?;
+    // SAFETY: a value slot of THREADS, valid while this program runs.
+    let t = unsafe { &mut *t };
+    t.wakeups += 1;
+    t.waker_tid = bpf_get_current_pid_tgid() as u32;
+    // A wake-up of a task still on its CPU (ttwu_runnable) changes nothing else.
+    if t.on_cpu == 0 {
+        t.woken_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    Ok(0)
+}

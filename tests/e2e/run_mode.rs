@@ -1,0 +1,100 @@
+//! `blockprobe run -- PROG`: the probes are attached before the program runs, the program's
+//! stdout is untouched (byte-identical with and without the agent), blockprobe exits with the
+//! program's exit code, and the report lists what was still blocked when it exited.
+
+use std::process::{Command, Stdio};
+
+use blockprobe_tests::{Scratch, blockprobe_bin, prepare, workspace_root};
+use serde_json::Value;
+
+fn line_of(needle: &str) -> usize {
+    let src = std::fs::read_to_string(workspace_root().join("tests/fixtures/leaky/main.go"))
+        .expect("leaky source");
+    src.lines().position(|l| l.contains(needle)).expect("needle in leaky/main.go") + 1
+}
+
+fn run(go_minor: &str, variant: &str) {
+    let Some(fixture) = prepare(go_minor, variant, "leaky") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("run-{go_minor}-{variant}"));
+    let report_path = scratch.path("report.json");
+
+    let alone = Command::new(&fixture).stdin(Stdio::null()).output().unwrap();
+    let under = Command::new(blockprobe_bin())
+        .args(["run", "--json"])
+        .arg(&report_path)
+        .arg("--")
+        .arg(&fixture)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&under.stderr);
+    assert_eq!(alone.status.code(), Some(3));
+    assert_eq!(under.status.code(), Some(3), "blockprobe run: {err}");
+
+    // Same bytes, except the addresses the program prints (ASLR / allocation order): compare
+    // the transcript with the `leaked` line's values masked, and the rest exactly.
+    let mask = |out: &[u8]| -> String {
+        String::from_utf8_lossy(out)
+            .lines()
+            .map(|l| if l.starts_with("leaked ") { "leaked <addrs>" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(mask(&alone.stdout), mask(&under.stdout));
+    let stdout = String::from_utf8_lossy(&under.stdout).into_owned();
+    let leaked = stdout
+        .lines()
+        .find(|l| l.starts_with("leaked "))
+        .expect("leaked line");
+    let field = |k: &str| {
+        leaked
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap()
+            .to_string()
+    };
+    let (chan, mutex) = (field("chan="), field("mutex="));
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["end_reason"], "target-exited");
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["events_lost"], 0);
+    let blocked = report["blocked"].as_array().unwrap();
+    let find = |obj: &str| {
+        blocked
+            .iter()
+            .find(|b| b["object"] == obj)
+            .unwrap_or_else(|| panic!("{obj} not reported: {report:#}"))
+    };
+    let receiver = find(&chan);
+    assert_eq!(receiver["wait_reason"], "chan receive");
+    assert_eq!(receiver["source"], "uprobe", "seen parking, not found by a scan");
+    assert_eq!(receiver["blocked_before_attach"], false);
+    assert!(
+        receiver["created_by"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("leaky/main.go:{}", line_of("<-orphan") - 1)),
+        "{receiver}"
+    );
+    let locker = find(&mutex);
+    assert_eq!(locker["wait_reason"], "sync.Mutex.Lock");
+    assert_eq!(locker["object_kind"], "mutex");
+    assert!(
+        locker["created_by"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("leaky/main.go:{}", line_of("mu.Lock() // leaked") - 1)),
+        "{locker}"
+    );
+    // The 50 workers finished: none of them is reported.
+    assert!(
+        blocked.iter().all(|b| b["wait_reason"] != "chan send"),
+        "{report:#}"
+    );
+}
+
+blockprobe_tests::go_matrix!(run);
