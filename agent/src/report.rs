@@ -55,6 +55,19 @@ pub struct BlockedGoroutine {
     pub source: &'static str,
 }
 
+/// A goroutine inside a system call or a cgo call (`_Gsyscall`), joined with its OS thread as
+/// the scheduler tracepoints see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyscallGoroutine {
+    pub goid: u64,
+    pub start_function: Option<String>,
+    pub created_by: Option<CreationSite>,
+    /// Its OS thread (`g.m.procid`), when the g → m link could be read.
+    pub tid: Option<u32>,
+    /// The thread's state from sched_switch/sched_waking (and /proc at attach).
+    pub thread: Option<crate::threads::ThreadState>,
+}
+
 /// The `go` statement that created a goroutine.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CreationSite {
@@ -91,6 +104,12 @@ pub struct Report {
     /// `blocked`, as Go's own tracebacks leave them out (src/runtime/traceback.go,
     /// isSystemGoroutine).
     pub runtime_goroutines_hidden: usize,
+    /// Goroutines in a system call or cgo call at the end, with their threads' kernel state.
+    pub in_syscall: Vec<SyscallGoroutine>,
+    /// Every OS thread of the target at the end, as the scheduler tracepoints saw them.
+    pub threads: Vec<crate::threads::ThreadState>,
+    /// What could not be observed, and why (e.g. no tracefs for the thread view).
+    pub warnings: Vec<String>,
     /// `blockprobe run`: the program's exit code, or the signal that ended it.
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
@@ -190,6 +209,43 @@ impl Report {
                 );
             }
         }
+        if !self.in_syscall.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{} goroutine(s) in a system call or cgo call:",
+                self.in_syscall.len()
+            );
+        }
+        for s in &self.in_syscall {
+            let thread = match (&s.tid, &s.thread) {
+                (Some(tid), Some(t)) => format!(
+                    "thread {tid} {} for {}{}",
+                    t.state_name,
+                    if t.since_before_attach { ">" } else { "" },
+                    human_duration(t.in_state_for_ns)
+                ),
+                (Some(tid), None) => format!("thread {tid}"),
+                _ => "thread unknown".to_string(),
+            };
+            let _ = writeln!(out, "  goroutine {} [syscall]: {thread}", s.goid);
+            if let Some(f) = &s.start_function {
+                let _ = writeln!(out, "      started at {f}");
+            }
+            if let Some(t) = &s.thread
+                && !t.kernel_stack.is_empty()
+            {
+                let frames: Vec<&str> = t
+                    .kernel_stack
+                    .iter()
+                    .take(8)
+                    .map(|f| f.function.as_str())
+                    .collect();
+                let _ = writeln!(out, "      in kernel: {}", frames.join(" <- "));
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
         if self.runtime_goroutines_hidden > 0 {
             let _ = writeln!(
                 out,
@@ -229,6 +285,9 @@ mod tests {
             goroutines_seen: 3,
             threshold_ns: 0,
             runtime_goroutines_hidden: 4,
+            in_syscall: Vec::new(),
+            threads: Vec::new(),
+            warnings: Vec::new(),
             exit_code: None,
             exit_signal: None,
             blocked: vec![BlockedGoroutine {

@@ -23,6 +23,7 @@ use crate::procfs::{self, ProcError};
 use crate::report::{EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
 use crate::scan::Scanner;
 use crate::summary::{self, Context};
+use crate::threads;
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -44,6 +45,9 @@ pub enum SessionError {
     #[error("event output: {0}")]
     Output(#[from] std::io::Error),
 }
+
+/// How often the agent drains the ring buffer when the probes have not woken it.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// What to probe.
 pub enum TargetSpec {
@@ -224,6 +228,24 @@ async fn wait_for_exec(pid: u32, exe: &Path) -> bool {
     false
 }
 
+/// Drains the ring buffer into the model and the NDJSON stream.
+fn consume(
+    attached: &mut Attached,
+    model: &mut Model,
+    events: &mut Option<Box<dyn Write + Send>>,
+    ctx: &Context<'_>,
+) -> std::io::Result<()> {
+    let mut batch = Vec::new();
+    attached.drain(|ev| batch.push(ev));
+    for ev in &batch {
+        model.apply(ev);
+        if let Some(out) = events.as_mut() {
+            write_event(out, ctx, ev)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs a session to its end.
 pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let SessionOptions {
@@ -260,6 +282,17 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
     };
     let pid = attached.pid;
+    let mut attached = attached;
+    let mut warnings = Vec::new();
+    // The OS-thread view (sched tracepoints filtered to the target). Without it the session
+    // still runs; the report says what is missing.
+    let sched = match threads::attach_sched(attached.ebpf_mut(), pid) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warnings.push(format!("no OS-thread view: {e}"));
+            None
+        }
+    };
     let exe_at_start = procfs::exe_path(pid)?;
     let bias = procfs::load_bias(
         &procfs::maps(pid)?,
@@ -300,6 +333,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let started = Instant::now();
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut liveness = tokio::time::interval(Duration::from_millis(100));
+    // The probes wake us only when the ring is 1/8 full (probes-ebpf, emit); otherwise events
+    // are drained on this tick, which bounds how stale the live view gets.
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
 
     let end_reason = loop {
         let sleep_until = async {
@@ -311,16 +347,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                let mut batch = Vec::new();
-                guard.get_inner_mut().drain(|ev| batch.push(ev));
+                consume(guard.get_inner_mut(), &mut model, &mut events, &ctx)?;
                 guard.clear_ready();
-                for ev in &batch {
-                    model.apply(ev);
-                    if let Some(out) = events.as_mut() {
-                        write_event(out, &ctx, ev)?;
-                    }
-                }
             }
+            _ = drain_tick.tick() => consume(fd.get_mut(), &mut model, &mut events, &ctx)?,
             _ = sleep_until => break EndReason::Duration,
             _ = sigint.recv() => break EndReason::Signal,
             _ = sigterm.recv() => break EndReason::Signal,
@@ -335,25 +365,27 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
 
     // Take what is still queued before detaching.
     let mut attached = fd.into_inner();
-    let mut tail = Vec::new();
-    attached.drain(|ev| tail.push(ev));
-    for ev in &tail {
-        model.apply(ev);
-        if let Some(out) = events.as_mut() {
-            write_event(out, &ctx, ev)?;
-        }
-    }
+    consume(&mut attached, &mut model, &mut events, &ctx)?;
     let lost = attached.lost().unwrap_or(0);
+    let thread_states = match &sched {
+        Some(_) => threads::read_threads(attached.ebpf(), monotonic_ns()).unwrap_or_else(|e| {
+            warnings.push(format!("reading the OS-thread view: {e}"));
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     drop(attached); // detach every probe now, before the report is rendered
     if let Some(out) = events.as_mut() {
         out.flush()?;
     }
 
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
+    let mut in_syscall = Vec::new();
     if end_reason != EndReason::TargetExited
         && let Ok(last) = scanner.scan()
     {
         model.reconcile(&last);
+        in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
     }
     let now = monotonic_ns();
     let (blocked, runtime_goroutines_hidden) =
@@ -385,6 +417,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         threshold_ns: threshold.as_nanos() as u64,
         blocked,
         runtime_goroutines_hidden,
+        in_syscall,
+        threads: thread_states,
+        warnings,
         exit_code: exit_status.and_then(|s| s.code()),
         exit_signal: exit_status.and_then(|s| s.signal()),
     };

@@ -3,7 +3,10 @@
 
 use crate::goruntime::{GoBinary, syncobj};
 use crate::model::{Goroutine, Model};
-use crate::report::{BlockedGoroutine, CreationSite};
+use crate::memory::ProcessMemory;
+use crate::report::{BlockedGoroutine, CreationSite, SyscallGoroutine};
+use crate::scan::{Scan, status};
+use crate::threads::{self, ThreadState};
 
 /// Everything the report needs to know about the target besides the model.
 pub struct Context<'a> {
@@ -29,7 +32,6 @@ pub fn blocked(ctx: &Context<'_>, model: &Model, now: u64, threshold_ns: u64) ->
             continue;
         }
         let (object_kind, object) = wait_object(bin, g);
-        let gopc = g.gopc.wrapping_sub(bias);
         blocked.push(BlockedGoroutine {
             goid: g.goid,
             wait_reason: bin.wait_reason(g.reason).into_owned(),
@@ -44,15 +46,7 @@ pub fn blocked(ctx: &Context<'_>, model: &Model, now: u64, threshold_ns: u64) ->
             tid: g.tid,
             blocked_before_attach: g.parked_before_attach,
             wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
-            // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
-            created_by: bin.func_name(gopc).filter(|_| g.parent_goid != 0).map(|f| CreationSite {
-                function: f.to_string(),
-                // gopc is the return address of the newproc call; the line of the `go`
-                // statement is that of the call instruction, one byte earlier (as
-                // src/runtime/traceback.go printcreatedby does with pc-1).
-                location: bin.source_line(gopc.wrapping_sub(1)),
-                parent_goid: g.parent_goid,
-            }),
+            created_by: creation_site(ctx, g.gopc, g.parent_goid),
             start_function: start_function.map(str::to_string),
             source: if g.parked_before_attach { "scan" } else { "uprobe" },
         });
@@ -89,3 +83,49 @@ pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
     }
 }
 
+
+/// The creation site of a goroutine from its `gopc` (runtime address) and parent.
+fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<CreationSite> {
+    let gopc = gopc.wrapping_sub(ctx.bias);
+    // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
+    ctx.bin
+        .func_name(gopc)
+        .filter(|_| parent_goid != 0)
+        .map(|f| CreationSite {
+            function: f.to_string(),
+            // gopc is the return address of the newproc call; the line of the `go` statement
+            // is that of the call instruction, one byte earlier (as src/runtime/traceback.go
+            // printcreatedby does with pc-1).
+            location: ctx.bin.source_line(gopc.wrapping_sub(1)),
+            parent_goid,
+        })
+}
+
+/// Goroutines the scan found in `_Gsyscall` (a system call or a cgo call), each joined with its
+/// OS thread: `g.m.procid` (src/runtime/runtime2.go, m.procid) is the tid the scheduler
+/// tracepoints key the thread view by.
+pub fn in_syscall(
+    ctx: &Context<'_>,
+    scan: &Scan,
+    pid: u32,
+    thread_states: &[ThreadState],
+) -> Vec<SyscallGoroutine> {
+    let mem = ProcessMemory::new(pid);
+    scan.goroutines
+        .iter()
+        .filter(|g| g.status == status::SYSCALL)
+        .map(|g| {
+            let tid = threads::thread_of_g(&mem, &ctx.bin.layout, g.addr);
+            SyscallGoroutine {
+                goid: g.goid,
+                start_function: ctx
+                    .bin
+                    .func_name(g.startpc.wrapping_sub(ctx.bias))
+                    .map(str::to_string),
+                created_by: creation_site(ctx, g.gopc, g.parent_goid),
+                tid,
+                thread: tid.and_then(|t| thread_states.iter().find(|s| s.tid == t).cloned()),
+            }
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@
 //! (`CMPQ SP, 0x10(R14); JBE morestack`), where the argument registers are still untouched.
 
 use aya_ebpf::{
-    bindings::pt_regs,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
@@ -52,12 +52,21 @@ fn read_u64(base: u64, off: u32) -> Result<u64, u32> {
     unsafe { bpf_probe_read_user((base + off as u64) as *const u64) }.map_err(|_| 3)
 }
 
+/// Wake the agent only once the ring is this full; otherwise it drains on its own timer. A
+/// wake-up per event (the default) costs the target a cross-CPU wake-up on every park.
+const WAKEUP_BYTES: u64 = (EVENTS_RING_BYTES / 8) as u64;
+
 #[inline(always)]
 fn emit(ev: &GoEvent) -> Result<u32, u32> {
     match EVENTS.reserve::<GoEvent>(0) {
         Some(mut slot) => {
             slot.write(*ev);
-            slot.submit(0);
+            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            slot.submit(flags as u64);
             Ok(0)
         }
         None => {

@@ -251,7 +251,7 @@ impl Job<'_> {
             .env("GOFLAGS", "-mod=mod")
             .env(
                 "GOCACHE",
-                root.join("target/go-cache").join(&self.go.version),
+                root.join("target/go-cache"),
             )
             .env("GOPATH", tools.join("gopath"))
             .env("GOPROXY", "off")
@@ -270,9 +270,14 @@ impl Job<'_> {
 pub struct Selection<'a> {
     pub toolchains: &'a [GoToolchain],
     pub variants: &'a [Variant],
-    /// Only these fixtures (all when empty).
+    /// Only these fixtures (all when empty, except the benchmark workloads).
     pub only: &'a [&'a str],
 }
+
+/// Benchmark workloads (`tests/fixtures/bench_*`) are built by `cargo xtask bench` for the newest
+/// Go only, not for every version × variant: they are not test fixtures, and bench_http alone
+/// takes ~30 s a Go version to build cold.
+pub const BENCH_PREFIX: &str = "bench_";
 
 /// Builds the selected fixtures (skipping up-to-date ones), at most 2 at a time.
 pub fn build(setup: &Setup, sel: &Selection) -> Result<Vec<Built>> {
@@ -289,7 +294,13 @@ pub fn build(setup: &Setup, sel: &Selection) -> Result<Vec<Built>> {
     let fixtures: Vec<&Fixture> = sources
         .fixtures
         .iter()
-        .filter(|f| sel.only.is_empty() || sel.only.contains(&f.name.as_str()))
+        .filter(|f| {
+            if sel.only.is_empty() {
+                !f.name.starts_with(BENCH_PREFIX)
+            } else {
+                sel.only.contains(&f.name.as_str())
+            }
+        })
         .collect();
     for name in sel.only {
         if !fixtures.iter().any(|f| f.name == *name) {

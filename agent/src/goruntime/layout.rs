@@ -399,7 +399,9 @@ func main() {
         std::fs::write(src.join("go.mod"), "module layoutprobe\n\ngo 1.22\n").expect("go.mod");
         std::fs::write(src.join("main.go"), PROGRAM).expect("main.go");
         let out = dir.join(name);
-        let cache = test_root().join("gocache");
+        // The Go build cache shared with `cargo xtask fixtures` and the pclntab tests (safe for
+        // concurrent use; keys include the toolchain), so the standard library compiles once.
+        let cache = workspace_root().join("target/go-cache");
         let res = Command::new(go)
             .current_dir(&src)
             .args(["build", "-o"])

@@ -168,6 +168,12 @@ fn go_cmd(tc: &Toolchain, cache: &Path) -> Command {
     cmd
 }
 
+/// The Go build cache shared with `cargo xtask fixtures` and the layout tests (safe for
+/// concurrent use; keys include the toolchain), so the standard library compiles once.
+fn shared_go_cache() -> PathBuf {
+    workspace_root().join("target/go-cache")
+}
+
 fn out_dir(tc: &Toolchain) -> PathBuf {
     workspace_root()
         .join("target/blockprobe-gofixtures")
@@ -193,7 +199,7 @@ pub fn build(tc: &Toolchain, variant: Variant) -> PathBuf {
     write_if_changed(&src.join("go.mod"), "module fixture\n\ngo 1.22\n");
     let bin = dir.join(format!("fixture-{variant:?}").to_lowercase());
     let tmp = bin.with_extension(format!("tmp{}", std::process::id()));
-    let mut cmd = go_cmd(tc, &dir.join("gocache"));
+    let mut cmd = go_cmd(tc, &shared_go_cache());
     if variant.external() {
         cmd.env("CGO_ENABLED", "1");
     }
@@ -236,7 +242,7 @@ pub struct Addr2Line {
 }
 
 pub fn addr2line(tc: &Toolchain, binary: &Path, pcs: &[u64]) -> Vec<Addr2Line> {
-    let mut child = go_cmd(tc, &out_dir(tc).join("gocache"))
+    let mut child = go_cmd(tc, &shared_go_cache())
         .args(["tool", "addr2line"])
         .arg(binary)
         .stdin(Stdio::piped())
