@@ -244,7 +244,10 @@ fn inspect(path: PathBuf, json: bool) -> Result<()> {
         bin.pie, bin.stripped, bin.cgo
     );
     println!("  offsets from: {}", bin.layout_source);
-    println!("  wait reasons: {} in runtime.waitReasonStrings", bin.wait_reasons.len());
+    println!(
+        "  wait reasons: {} in runtime.waitReasonStrings",
+        bin.wait_reasons.len()
+    );
     for (sym, optional, p) in &probes {
         match p {
             Err(GoBinaryError::NoFunction { .. }) if *optional => {

@@ -141,7 +141,10 @@ mod tests {
         let mut buf = [0u8; 16];
         me.read(data.as_ptr() as u64 + 16, &mut buf).unwrap();
         assert_eq!(buf[0], 16);
-        assert_eq!(me.read_u64(data.as_ptr() as u64).unwrap(), 0x0706050403020100);
+        assert_eq!(
+            me.read_u64(data.as_ptr() as u64).unwrap(),
+            0x0706050403020100
+        );
 
         let (mut a, mut bad, mut c) = ([0u8; 4], [0u8; 4], [0u8; 4]);
         let mut ranges: Vec<(u64, &mut [u8])> = vec![
@@ -168,8 +171,16 @@ mod tests {
             .map(|(i, b)| (data.as_ptr() as u64 + i as u64, b.as_mut_slice()))
             .collect();
         let ok = me.read_many(&mut ranges).unwrap();
-        assert!(ok.iter().all(|&o| o), "{} unread", ok.iter().filter(|o| !**o).count());
-        assert!(bufs.iter().enumerate().all(|(i, b)| b[0] == (i % 251) as u8));
+        assert!(
+            ok.iter().all(|&o| o),
+            "{} unread",
+            ok.iter().filter(|o| !**o).count()
+        );
+        assert!(
+            bufs.iter()
+                .enumerate()
+                .all(|(i, b)| b[0] == (i % 251) as u8)
+        );
     }
 
     #[test]

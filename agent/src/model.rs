@@ -115,12 +115,17 @@ impl Model {
     /// Seeds the model from the attach-time scan: goroutines already blocked before the probes
     /// were attached. Their wait started at `waitsince` when the runtime set it, else no later
     /// than `scan_ns`.
-    pub fn seed(&mut self, scan: &crate::scan::Scan, scan_ns: u64) {
+    pub fn seed(
+        &mut self,
+        scan: &crate::scan::Scan,
+        scan_ns: u64,
+        reason_name: impl Fn(u32) -> String,
+    ) {
         for sg in &scan.goroutines {
             let g = self.goroutines.entry(sg.goid).or_insert_with(|| Goroutine {
-            goid: sg.goid,
-            ..Goroutine::default()
-        });
+                goid: sg.goid,
+                ..Goroutine::default()
+            });
             g.gopc = sg.gopc;
             g.startpc = sg.startpc;
             g.parent_goid = sg.parent_goid;
@@ -136,6 +141,10 @@ impl Model {
                 g.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
                 g.wait_chans = sg.wait_chans.clone();
                 g.n_wait_chans = sg.wait_chans.len() as u32;
+                g.sema = sg.sema_addr.and_then(|addr| {
+                    crate::goruntime::syncobj::kind_for_reason(&reason_name(sg.wait_reason))
+                        .map(|k| (addr, k as u32))
+                });
             }
         }
     }

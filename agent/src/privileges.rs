@@ -54,8 +54,7 @@ pub fn require_for_ebpf() -> Result<(), String> {
 /// A hint appended to an eBPF load error.
 pub fn load_hint(err: &aya::EbpfError) -> String {
     let text = format!("{err:?}");
-    if text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)")
-    {
+    if text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)") {
         " (permission denied: run as root or grant CAP_BPF + CAP_PERFMON)".into()
     } else if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         " (this kernel has no BTF at /sys/kernel/btf/vmlinux; blockprobe needs CONFIG_DEBUG_INFO_BTF, \

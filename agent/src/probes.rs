@@ -84,7 +84,10 @@ pub const SEMA_PROBES: [ProbeSpec; 5] = [
     ProbeSpec::sema(&["sync.runtime_SemacquireRWMutex"], SemaKind::RWMutexW),
     // WaitGroup.Wait calls runtime_SemacquireWaitGroup from Go 1.24, runtime_Semacquire before.
     ProbeSpec::sema(
-        &["sync.runtime_SemacquireWaitGroup", "sync.runtime_Semacquire"],
+        &[
+            "sync.runtime_SemacquireWaitGroup",
+            "sync.runtime_Semacquire",
+        ],
         SemaKind::WaitGroup,
     ),
     ProbeSpec::sema(&["sync.runtime_notifyListWait"], SemaKind::Cond),
@@ -107,7 +110,7 @@ pub enum ProbeError {
     Privileges(String),
     #[error("loading the eBPF object failed: {source}{hint}")]
     Load {
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
         hint: String,
     },
     #[error("eBPF program or map `{0}` missing from the object (build mismatch)")]
@@ -115,12 +118,12 @@ pub enum ProbeError {
     #[error("eBPF program `{program}`: {source}")]
     Program {
         program: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("eBPF map `{map}`: {source}")]
     Map {
         map: &'static str,
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
 }
 
@@ -190,20 +193,22 @@ impl Attached {
 
         let mut ebpf = Ebpf::load(PROBES_OBJ).map_err(|source| ProbeError::Load {
             hint: privileges::load_hint(&source),
-            source,
+            source: Box::new(source),
         })?;
         {
-            let map = ebpf.map_mut(MAP_LAYOUT).ok_or(ProbeError::Missing(MAP_LAYOUT))?;
+            let map = ebpf
+                .map_mut(MAP_LAYOUT)
+                .ok_or(ProbeError::Missing(MAP_LAYOUT))?;
             let mut layout: Array<_, RuntimeLayout> =
                 Array::try_from(map).map_err(|source| ProbeError::Map {
                     map: MAP_LAYOUT,
-                    source,
+                    source: Box::new(source),
                 })?;
             layout
                 .set(0, bin.runtime_layout_abi(), 0)
                 .map_err(|source| ProbeError::Map {
                     map: MAP_LAYOUT,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
 
@@ -215,12 +220,12 @@ impl Attached {
                 .try_into()
                 .map_err(|source| ProbeError::Program {
                     program: spec.program,
-                    source,
+                    source: Box::new(source),
                 })?;
             if prog.fd().is_err() {
                 prog.load().map_err(|source| ProbeError::Program {
                     program: spec.program,
-                    source,
+                    source: Box::new(source),
                 })?;
             }
             prog.attach(
@@ -233,7 +238,7 @@ impl Attached {
             )
             .map_err(|source| ProbeError::Program {
                 program: spec.program,
-                source,
+                source: Box::new(source),
             })?;
             tracing::debug!(
                 symbol,
@@ -250,10 +255,12 @@ impl Attached {
             });
         }
 
-        let map = ebpf.take_map(MAP_EVENTS).ok_or(ProbeError::Missing(MAP_EVENTS))?;
+        let map = ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(ProbeError::Missing(MAP_EVENTS))?;
         let events = RingBuf::try_from(map).map_err(|source| ProbeError::Map {
             map: MAP_EVENTS,
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             events,
@@ -281,16 +288,18 @@ impl Attached {
 
     /// Events the probes could not send because the ring buffer was full, summed over CPUs.
     pub fn lost(&self) -> Result<u64, ProbeError> {
-        let map = self.ebpf.map(MAP_LOST).ok_or(ProbeError::Missing(MAP_LOST))?;
-        let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|source| {
-            ProbeError::Map {
+        let map = self
+            .ebpf
+            .map(MAP_LOST)
+            .ok_or(ProbeError::Missing(MAP_LOST))?;
+        let lost: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
                 map: MAP_LOST,
-                source,
-            }
-        })?;
+                source: Box::new(source),
+            })?;
         let per_cpu = lost.get(&0, 0).map_err(|source| ProbeError::Map {
             map: MAP_LOST,
-            source,
+            source: Box::new(source),
         })?;
         Ok(per_cpu.iter().sum())
     }

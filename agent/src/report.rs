@@ -131,14 +131,10 @@ impl Report {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         let t = &self.target;
-        let flags: Vec<&str> = [
-            (t.pie, "pie"),
-            (t.stripped, "stripped"),
-            (t.cgo, "cgo"),
-        ]
-        .iter()
-        .filter_map(|(on, name)| on.then_some(*name))
-        .collect();
+        let flags: Vec<&str> = [(t.pie, "pie"), (t.stripped, "stripped"), (t.cgo, "cgo")]
+            .iter()
+            .filter_map(|(on, name)| on.then_some(*name))
+            .collect();
         let _ = writeln!(
             out,
             "blockprobe: pid {} {} ({}{}{}), offsets from {}",

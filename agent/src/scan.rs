@@ -47,6 +47,14 @@ pub mod status {
 /// Longest select case list we follow through `sudog.waitlink` (select.go caps cases at 65536,
 /// but real selects are small; the bound keeps a torn list from looping).
 const MAX_WAITLINK: usize = 64;
+/// Sudogs we visit per semaphore-table root (a torn tree must not make us loop).
+const MAX_SEMA_NODES: usize = 100_000;
+/// `semTabSize` (src/runtime/sema.go).
+const SEM_TAB_SIZE: u64 = 251;
+/// `semaRoot.treap` follows `lock mutex`, 8 bytes (`mutex{lockRankStruct; key uintptr}`, with
+/// the rank struct empty in release builds; src/runtime/sema.go, runtime2.go) in Go 1.22–1.27.
+const SEMA_ROOT_TREAP: u64 = 8;
+
 /// Upper bound on allglen we accept as sane.
 const MAX_GOROUTINES: u64 = 10_000_000;
 
@@ -78,6 +86,9 @@ pub struct ScannedG {
     /// Channels it waits on, from `g.waiting` → `sudog.c` along `waitlink` (for select: every
     /// case's channel).
     pub wait_chans: Vec<u64>,
+    /// For a goroutine queued on a runtime semaphore (Mutex, RWMutex, WaitGroup waits): the
+    /// semaphore's address, from the semaphore table (see `Scanner::sema_waiters`).
+    pub sema_addr: Option<u64>,
 }
 
 /// What a scan found.
@@ -94,6 +105,8 @@ pub struct Scanner<'a> {
     mem: ProcessMemory,
     allgs: u64,
     window: usize,
+    /// `runtime.semtable` (runtime address) and the size of one of its entries.
+    semtable: Option<(u64, u64)>,
 }
 
 impl<'a> Scanner<'a> {
@@ -116,12 +129,59 @@ impl<'a> Scanner<'a> {
         .max()
         .unwrap_or(0) as usize
             + 8;
+        let semtable = bin
+            .semtable()
+            .filter(|&(_, size)| size > 0 && size % SEM_TAB_SIZE == 0)
+            .map(|(addr, size)| (addr + bias, size / SEM_TAB_SIZE));
         Ok(Self {
             bin,
             mem: ProcessMemory::new(pid),
             allgs,
             window,
+            semtable,
         })
+    }
+
+    /// Which goroutine waits on which semaphore, from the runtime's semaphore table: 251 roots,
+    /// each a treap of sudogs keyed by semaphore address (`sudog.elem`), children in
+    /// `prev`/`next`, further waiters on the same address along `waitlink`
+    /// (src/runtime/sema.go, semaRoot.queue). Returns g address → semaphore address. Empty
+    /// when the table cannot be located (stripped binaries).
+    pub fn sema_waiters(&self) -> std::collections::HashMap<u64, u64> {
+        let mut out = std::collections::HashMap::new();
+        let Some((table, entry)) = self.semtable else {
+            return out;
+        };
+        let s = &self.bin.layout.sudog;
+        let rd = |addr: u64, off: u32| self.mem.read_u64(addr + u64::from(off)).ok();
+        for i in 0..SEM_TAB_SIZE {
+            let Ok(root) = self.mem.read_u64(table + i * entry + SEMA_ROOT_TREAP) else {
+                continue;
+            };
+            let mut stack = vec![root];
+            let mut visited = 0;
+            while let Some(node) = stack.pop() {
+                if node == 0 || visited >= MAX_SEMA_NODES {
+                    continue;
+                }
+                visited += 1;
+                let Some(addr) = rd(node, s.elem) else {
+                    continue;
+                };
+                stack.extend(rd(node, s.prev));
+                stack.extend(rd(node, s.next));
+                // This node and the waiters queued behind it on the same address.
+                let mut w = node;
+                while w != 0 && visited < MAX_SEMA_NODES {
+                    if let Some(g) = rd(w, s.g).filter(|&g| g != 0) {
+                        out.insert(g, addr);
+                    }
+                    w = rd(w, s.waitlink).unwrap_or(0);
+                    visited += 1;
+                }
+            }
+        }
+        out
     }
 
     pub fn scan(&self) -> Result<Scan, ScanError> {
@@ -150,6 +210,7 @@ impl<'a> Scanner<'a> {
         drop(ranges);
 
         let l = &self.bin.layout.g;
+        let sema = self.sema_waiters();
         let mut scan = Scan::default();
         for ((&addr, buf), ok) in gptrs.iter().zip(&bufs).zip(ok) {
             if !ok || addr == 0 {
@@ -185,6 +246,9 @@ impl<'a> Scanner<'a> {
                 gopc: u64_at(l.gopc),
                 startpc: u64_at(l.startpc),
                 wait_chans,
+                sema_addr: (status == status::WAITING)
+                    .then(|| sema.get(&addr).copied())
+                    .flatten(),
             });
         }
         scan.goroutines.sort_by_key(|g| g.goid);

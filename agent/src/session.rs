@@ -49,6 +49,9 @@ pub enum SessionError {
 /// How often the agent drains the ring buffer when the probes have not woken it.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
+/// A callback run once the probes are attached (e.g. to tell the user).
+pub type OnAttached = Box<dyn FnOnce(&Attached) + Send>;
+
 /// What to probe.
 pub enum TargetSpec {
     /// A running process.
@@ -67,7 +70,7 @@ pub struct SessionOptions {
     /// NDJSON event stream destination.
     pub events: Option<Box<dyn Write + Send>>,
     /// Called once every probe is attached, before the first event is read.
-    pub on_attached: Option<Box<dyn FnOnce(&Attached) + Send>>,
+    pub on_attached: Option<OnAttached>,
 }
 
 /// The session's report, and for a spawned program how it exited.
@@ -318,7 +321,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let scanner = Scanner::new(&bin, pid, bias)?;
     let mut model = Model::new();
     match scanner.scan() {
-        Ok(first) => model.seed(&first, monotonic_ns()),
+        Ok(first) => model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r).into_owned()),
         // A spawned program may not have set up allgs yet, or may already be gone.
         Err(e) if gate.is_some() => tracing::debug!("initial scan: {e}"),
         Err(e) => return Err(e.into()),

@@ -2,8 +2,8 @@
 //! where they were created.
 
 use crate::goruntime::{GoBinary, syncobj};
-use crate::model::{Goroutine, Model};
 use crate::memory::ProcessMemory;
+use crate::model::{Goroutine, Model};
 use crate::report::{BlockedGoroutine, CreationSite, SyscallGoroutine};
 use crate::scan::{Scan, status};
 use crate::threads::{self, ThreadState};
@@ -21,7 +21,12 @@ pub(crate) fn hex(v: u64) -> String {
 
 /// The blocked goroutines (at least `threshold_ns` at `now`), and how many of the runtime's own
 /// goroutines were left out.
-pub fn blocked(ctx: &Context<'_>, model: &Model, now: u64, threshold_ns: u64) -> (Vec<BlockedGoroutine>, usize) {
+pub fn blocked(
+    ctx: &Context<'_>,
+    model: &Model,
+    now: u64,
+    threshold_ns: u64,
+) -> (Vec<BlockedGoroutine>, usize) {
     let (bin, bias) = (ctx.bin, ctx.bias);
     let mut blocked = Vec::new();
     let mut runtime_goroutines_hidden = 0;
@@ -48,7 +53,11 @@ pub fn blocked(ctx: &Context<'_>, model: &Model, now: u64, threshold_ns: u64) ->
             wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
             created_by: creation_site(ctx, g.gopc, g.parent_goid),
             start_function: start_function.map(str::to_string),
-            source: if g.parked_before_attach { "scan" } else { "uprobe" },
+            source: if g.parked_before_attach {
+                "scan"
+            } else {
+                "uprobe"
+            },
         });
     }
     (blocked, runtime_goroutines_hidden)
@@ -82,7 +91,6 @@ pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
         (None, _) => bin.describe_wait_object(g.reason, g.wait_obj),
     }
 }
-
 
 /// The creation site of a goroutine from its `gopc` (runtime address) and parent.
 fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<CreationSite> {

@@ -13,9 +13,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
-use probes_ebpf::{
-    EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, RuntimeLayout, SemaWait,
-};
+use probes_ebpf::{EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, RuntimeLayout, SemaWait};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);

@@ -62,7 +62,10 @@ fn run(go_minor: &str, variant: &str) {
         .collect();
     assert!(frames.iter().any(|f| f.contains("pipe_read")), "{frames:?}");
     assert!(frames.iter().any(|f| f.contains("vfs_read")), "{frames:?}");
-    assert!(report["warnings"].as_array().unwrap().is_empty(), "{report:#}");
+    assert!(
+        report["warnings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
 }
 

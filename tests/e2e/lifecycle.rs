@@ -33,7 +33,14 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
         .unwrap();
     let mut agent = Proc::spawn(
         Command::new(blockprobe_bin())
-            .args(["attach", "--pid", &target.pid().to_string(), "--threshold", "0s", "--json"])
+            .args([
+                "attach",
+                "--pid",
+                &target.pid().to_string(),
+                "--threshold",
+                "0s",
+                "--json",
+            ])
             .arg(&report_path),
     )
     .unwrap();
@@ -73,7 +80,10 @@ fn a_pid_that_is_gone_is_a_clear_error() {
     child.wait().unwrap();
     let (code, err) = blockprobe(&["attach", "--pid", &pid.to_string(), "--duration", "1s"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains(&format!("process {pid} does not exist")), "{err}");
+    assert!(
+        err.contains(&format!("process {pid} does not exist")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,9 +137,20 @@ fn an_unprivileged_user_is_told_what_is_missing() {
         .unwrap();
     // Run blockprobe as `nobody`, with no capabilities.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(blockprobe_bin())
-        .args(["attach", "--pid", &target.pid().to_string(), "--duration", "1s"])
+        .args([
+            "attach",
+            "--pid",
+            &target.pid().to_string(),
+            "--duration",
+            "1s",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

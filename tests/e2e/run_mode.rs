@@ -10,7 +10,10 @@ use serde_json::Value;
 fn line_of(needle: &str) -> usize {
     let src = std::fs::read_to_string(workspace_root().join("tests/fixtures/leaky/main.go"))
         .expect("leaky source");
-    src.lines().position(|l| l.contains(needle)).expect("needle in leaky/main.go") + 1
+    src.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in leaky/main.go")
+        + 1
 }
 
 fn run(go_minor: &str, variant: &str) {
@@ -20,7 +23,10 @@ fn run(go_minor: &str, variant: &str) {
     let scratch = Scratch::new(&format!("run-{go_minor}-{variant}"));
     let report_path = scratch.path("report.json");
 
-    let alone = Command::new(&fixture).stdin(Stdio::null()).output().unwrap();
+    let alone = Command::new(&fixture)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let under = Command::new(blockprobe_bin())
         .args(["run", "--json"])
         .arg(&report_path)
@@ -38,7 +44,13 @@ fn run(go_minor: &str, variant: &str) {
     let mask = |out: &[u8]| -> String {
         String::from_utf8_lossy(out)
             .lines()
-            .map(|l| if l.starts_with("leaked ") { "leaked <addrs>" } else { l })
+            .map(|l| {
+                if l.starts_with("leaked ") {
+                    "leaked <addrs>"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -71,7 +83,10 @@ fn run(go_minor: &str, variant: &str) {
     };
     let receiver = find(&chan);
     assert_eq!(receiver["wait_reason"], "chan receive");
-    assert_eq!(receiver["source"], "uprobe", "seen parking, not found by a scan");
+    assert_eq!(
+        receiver["source"], "uprobe",
+        "seen parking, not found by a scan"
+    );
     assert_eq!(receiver["blocked_before_attach"], false);
     assert!(
         receiver["created_by"]["location"]
@@ -87,7 +102,10 @@ fn run(go_minor: &str, variant: &str) {
         locker["created_by"]["location"]
             .as_str()
             .unwrap()
-            .ends_with(&format!("leaky/main.go:{}", line_of("mu.Lock() // leaked") - 1)),
+            .ends_with(&format!(
+                "leaky/main.go:{}",
+                line_of("mu.Lock() // leaked") - 1
+            )),
         "{locker}"
     );
     // The 50 workers finished: none of them is reported.

@@ -85,7 +85,11 @@ fn run(go_minor: &str, variant: &str) {
     let status = agent
         .wait_timeout(Duration::from_secs(10))
         .expect("blockprobe exits after SIGINT");
-    assert!(status.success(), "blockprobe failed: {:?}", agent.drain_stderr());
+    assert!(
+        status.success(),
+        "blockprobe failed: {:?}",
+        agent.drain_stderr()
+    );
 
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
@@ -94,7 +98,11 @@ fn run(go_minor: &str, variant: &str) {
     assert_eq!(report["events_lost"], 0);
     assert_eq!(report["target"]["pie"], variant == "pie");
     assert_eq!(report["target"]["stripped"], variant == "stripped");
-    let expected_source = if variant == "stripped" { "version-table" } else { "dwarf" };
+    let expected_source = if variant == "stripped" {
+        "version-table"
+    } else {
+        "dwarf"
+    };
     assert_eq!(report["target"]["layout_source"], expected_source);
     assert!(
         report["target"]["go_version"]
@@ -107,14 +115,22 @@ fn run(go_minor: &str, variant: &str) {
     // Every probe sits after its function's stack-check prologue (never on the ABI0 wrapper or
     // the memory-reading CMP, which the kernel would single-step).
     let probes = report["probes"].as_array().unwrap();
-    for sym in ["runtime.gopark", "runtime.ready", "runtime.newproc1", "runtime.goexit1"] {
+    for sym in [
+        "runtime.gopark",
+        "runtime.ready",
+        "runtime.newproc1",
+        "runtime.goexit1",
+    ] {
         let p = probes
             .iter()
             .find(|p| p["symbol"] == sym)
             .unwrap_or_else(|| panic!("{sym} not probed: {probes:?}"));
         assert!(p["offset"].as_u64().unwrap() >= 6, "{p}");
     }
-    assert!(probes.len() >= 9, "every sync probe is linked in parkers: {probes:?}");
+    assert!(
+        probes.len() >= 9,
+        "every sync probe is linked in parkers: {probes:?}"
+    );
     let by_goid: HashMap<u64, &Value> = report["blocked"]
         .as_array()
         .expect("blocked list")
@@ -132,7 +148,11 @@ fn run(go_minor: &str, variant: &str) {
         let minor: u32 = go_minor.trim_start_matches("1.").parse().unwrap();
         // WaitGroup.Wait parks as "semacquire" before Go 1.24 (src/sync/waitgroup.go calls
         // runtime_Semacquire there, runtime_SemacquireWaitGroup from 1.24).
-        let wg_reason = if minor >= 24 { "sync.WaitGroup.Wait" } else { "semacquire" };
+        let wg_reason = if minor >= 24 {
+            "sync.WaitGroup.Wait"
+        } else {
+            "semacquire"
+        };
         let (reason, kind, parked_in) = match b.what.as_str() {
             "chan-receive" => ("chan receive", "chan", "runtime.chanrecv"),
             "chan-send" => ("chan send", "chan", "runtime.chansend"),
@@ -172,7 +192,10 @@ fn run(go_minor: &str, variant: &str) {
         assert_eq!(got["created_by"]["function"], "main.main", "{got}");
         assert_eq!(got["created_by"]["parent_goid"], 1, "{got}");
         assert!(
-            got["start_function"].as_str().unwrap().starts_with("main.main.func"),
+            got["start_function"]
+                .as_str()
+                .unwrap()
+                .starts_with("main.main.func"),
             "{got}"
         );
         let blocked_ns = got["blocked_ns"].as_u64().unwrap();
@@ -192,7 +215,9 @@ fn run(go_minor: &str, variant: &str) {
         .collect();
     for b in &blocked {
         assert!(
-            parks.iter().any(|e| e["goid"] == b.goid && e["source"] == "uprobe"),
+            parks
+                .iter()
+                .any(|e| e["goid"] == b.goid && e["source"] == "uprobe"),
             "no park event for goroutine {}",
             b.goid
         );

@@ -152,7 +152,11 @@ impl Proc {
     }
 
     /// Waits for a stdout line satisfying `pred` and returns it.
-    pub fn expect_stdout(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn expect_stdout(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -175,7 +179,11 @@ impl Proc {
     }
 
     /// Waits for a stderr line satisfying `pred`.
-    pub fn expect_stderr(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn expect_stderr(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

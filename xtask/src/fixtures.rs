@@ -249,10 +249,7 @@ impl Job<'_> {
             .env_remove("GOROOT")
             .env("GOTOOLCHAIN", "local")
             .env("GOFLAGS", "-mod=mod")
-            .env(
-                "GOCACHE",
-                root.join("target/go-cache"),
-            )
+            .env("GOCACHE", root.join("target/go-cache"))
             .env("GOPATH", tools.join("gopath"))
             .env("GOPROXY", "off")
             .env("GO111MODULE", "on")

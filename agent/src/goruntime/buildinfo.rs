@@ -19,7 +19,9 @@ pub enum BuildInfoError {
     Missing,
     #[error("Go build information is malformed: {0}")]
     Malformed(&'static str),
-    #[error("Go build information uses the pre-1.18 pointer format; blockprobe supports Go 1.22 to 1.27")]
+    #[error(
+        "Go build information uses the pre-1.18 pointer format; blockprobe supports Go 1.22 to 1.27"
+    )]
     TooOld,
 }
 
@@ -75,7 +77,8 @@ impl BuildInfo {
                 (Some("path"), Some(p)) => self.main_path = Some(p.to_string()),
                 (Some("build"), Some(kv)) => {
                     if let Some((k, v)) = kv.split_once('=') {
-                        self.settings.push((k.to_string(), v.trim_matches('"').to_string()));
+                        self.settings
+                            .push((k.to_string(), v.trim_matches('"').to_string()));
                     }
                 }
                 _ => {}

@@ -134,6 +134,8 @@ pub struct GoBinary {
     pcln: PclnLocation,
     /// `runtime.allgs` (link-time address).
     allgs: Result<u64, String>,
+    /// `runtime.semtable` (address, size), from .symtab only.
+    semtable: Option<(u64, u64)>,
 }
 
 /// Enough to rebuild a [`pclntab::Pclntab`] over `GoBinary::data` cheaply on demand.
@@ -254,7 +256,8 @@ impl GoBinary {
         let image = stripped::ElfImage::parse(&data).map_err(|e| sym_err(e.to_string()))?;
         // The moduledata gives the real text base (the pclntab header's is 0 from Go 1.26 on)
         // and gofunc, the base of the inline tree (src/runtime/symtab.go, moduledata).
-        let (tab, moduledata) = stripped::load_pclntab(&image).map_err(|e| sym_err(e.to_string()))?;
+        let (tab, moduledata) =
+            stripped::load_pclntab(&image).map_err(|e| sym_err(e.to_string()))?;
         let pcln = PclnLocation {
             range: subslice_range(&data, tab.data())
                 .ok_or_else(|| sym_err("pclntab outside the file".into()))?,
@@ -307,12 +310,17 @@ impl GoBinary {
             let f = tab
                 .lookup_function(name)
                 .ok_or_else(|| format!("{name} not found"))?;
-            Ok((image.code(f.entry, f.end).map_err(|e| e.to_string())?, f.entry))
+            Ok((
+                image.code(f.entry, f.end).map_err(|e| e.to_string())?,
+                f.entry,
+            ))
         };
+        let semtable = symtab("runtime.semtable");
         let allgs = match symtab("runtime.allgs") {
             Some((addr, _)) => Ok(addr),
-            None => func_code("runtime.forEachG")
-                .and_then(|(code, entry)| stripped::find_allgs(code, entry).map_err(|e| e.to_string())),
+            None => func_code("runtime.forEachG").and_then(|(code, entry)| {
+                stripped::find_allgs(code, entry).map_err(|e| e.to_string())
+            }),
         };
         let wait_table = match symtab("runtime.waitReasonStrings") {
             Some((addr, size)) => Ok((addr, (size / 16) as usize)),
@@ -328,8 +336,8 @@ impl GoBinary {
                 tracing::warn!("{}: wait reason names unavailable: {e}", d.display());
                 Vec::new()
             });
-        drop(tab);
-        drop(image);
+        // `tab` and `image` borrow `data`, which moves into the GoBinary below.
+        let _ = (tab, image);
 
         let mut bin = GoBinary {
             path,
@@ -348,6 +356,7 @@ impl GoBinary {
             by_name,
             pcln,
             allgs,
+            semtable,
         };
         drop(file);
         bin.data = data;
@@ -357,7 +366,8 @@ impl GoBinary {
     /// File bytes backing `len` bytes at link-time vaddr `addr`.
     pub fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let off = self.file_offset(addr)?;
-        self.data.get(off as usize..(off as usize).checked_add(len)?)
+        self.data
+            .get(off as usize..(off as usize).checked_add(len)?)
     }
 
     /// Link-time vaddr → file offset, through the PT_LOAD segment holding it.
@@ -392,10 +402,12 @@ impl GoBinary {
     /// Where to put a uprobe on `name`: after its stack-check prologue (a uprobe on the
     /// memory-reading `CMPQ SP, 16(R14)` is single-stepped out of line, ~18x dearer).
     pub fn probe_point(&self, name: &str) -> Result<ProbePoint, GoBinaryError> {
-        let f = self.function(name).ok_or_else(|| GoBinaryError::NoFunction {
-            path: self.display_path.clone(),
-            name: name.to_string(),
-        })?;
+        let f = self
+            .function(name)
+            .ok_or_else(|| GoBinaryError::NoFunction {
+                path: self.display_path.clone(),
+                name: name.to_string(),
+            })?;
         let err = |reason: String| GoBinaryError::ProbePoint {
             path: self.display_path.clone(),
             name: name.to_string(),
@@ -460,6 +472,12 @@ impl GoBinary {
     /// allglock (src/runtime/proc.go, forEachG).
     pub fn allgs_addr(&self) -> Result<u64, String> {
         self.allgs.clone()
+    }
+
+    /// `runtime.semtable`, the runtime's semaphore wait queues (src/runtime/sema.go): link-time
+    /// address and size, when .symtab names it.
+    pub fn semtable(&self) -> Option<(u64, u64)> {
+        self.semtable
     }
 
     /// The binary's pclntab, for file:line and inlined frames (works on stripped binaries).

@@ -56,6 +56,19 @@ pub fn reason_matches(kind: SemaKind, wait_reason: &str) -> bool {
     }
 }
 
+/// The semacquire kind a wait reason implies, for waits found in the semaphore table (which
+/// records addresses, not kinds). "semacquire" is ambiguous (WaitGroup before Go 1.24, or a
+/// runtime-internal semaphore), so it gives None; Cond waits are not in the semaphore table.
+pub fn kind_for_reason(wait_reason: &str) -> Option<SemaKind> {
+    match wait_reason {
+        "sync.Mutex.Lock" => Some(SemaKind::Mutex),
+        "sync.RWMutex.RLock" => Some(SemaKind::RWMutexR),
+        "sync.RWMutex.Lock" => Some(SemaKind::RWMutexW),
+        "sync.WaitGroup.Wait" => Some(SemaKind::WaitGroup),
+        _ => None,
+    }
+}
+
 /// (object kind, object address) for a semaphore wait that parked with `wait_reason`; None for
 /// an unknown kind number or a reason that kind does not park with.
 pub fn object_of(kind: u32, sema_addr: u64, wait_reason: &str) -> Option<(&'static str, u64)> {
@@ -78,12 +91,24 @@ mod tests {
         let m = "sync.Mutex.Lock";
         assert_eq!(object_of(1, 0xc000010004, m), Some(("mutex", 0xc000010000)));
         let r = "sync.RWMutex.RLock";
-        assert_eq!(object_of(2, 0xc00001000c, r), Some(("rwmutex", 0xc000010000)));
+        assert_eq!(
+            object_of(2, 0xc00001000c, r),
+            Some(("rwmutex", 0xc000010000))
+        );
         let w = "sync.RWMutex.Lock";
-        assert_eq!(object_of(3, 0xc000010008, w), Some(("rwmutex", 0xc000010000)));
+        assert_eq!(
+            object_of(3, 0xc000010008, w),
+            Some(("rwmutex", 0xc000010000))
+        );
         let wg = "sync.WaitGroup.Wait";
-        assert_eq!(object_of(4, 0xc000010008, wg), Some(("waitgroup", 0xc000010000)));
-        assert_eq!(object_of(4, 0xc000010008, "semacquire"), Some(("waitgroup", 0xc000010000)));
+        assert_eq!(
+            object_of(4, 0xc000010008, wg),
+            Some(("waitgroup", 0xc000010000))
+        );
+        assert_eq!(
+            object_of(4, 0xc000010008, "semacquire"),
+            Some(("waitgroup", 0xc000010000))
+        );
         let c = "sync.Cond.Wait";
         assert_eq!(object_of(5, 0xc000010010, c), Some(("cond", 0xc000010000)));
         assert_eq!(object_of(0, 0x1000, m), None);
