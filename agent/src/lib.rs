@@ -20,3 +20,4 @@ pub mod scan;
 pub mod session;
 pub mod summary;
 pub mod threads;
+pub mod unwind;

@@ -44,6 +44,10 @@ pub struct Goroutine {
     pub n_wait_chans: u32,
     /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number).
     pub sema: Option<(u64, u32)>,
+    /// The park's user stack in the probes' stack map.
+    pub stack_id: Option<u32>,
+    /// Address of its `runtime.g` (from the scan), 0 if unknown.
+    pub g_addr: u64,
 }
 
 /// All goroutines seen by the probes.
@@ -91,6 +95,7 @@ impl Model {
                 g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
                 g.n_wait_chans = ev.n_chans;
                 g.sema = (ev.sema_kind != 0).then_some((ev.sema_addr, ev.sema_kind));
+                g.stack_id = (ev.stack_id != probes_ebpf::NO_STACK).then_some(ev.stack_id);
                 g.gopc = ev.gopc;
                 g.startpc = ev.startpc;
                 g.parent_goid = ev.parent_goid;
@@ -106,6 +111,7 @@ impl Model {
                 g.parked_before_attach = false;
                 g.wait_chans.clear();
                 g.sema = None;
+                g.stack_id = None;
                 g.last_waker = Some(ev.peer_goid);
             }
             EventKind::Create | EventKind::Exit => {}
@@ -129,6 +135,7 @@ impl Model {
             g.gopc = sg.gopc;
             g.startpc = sg.startpc;
             g.parent_goid = sg.parent_goid;
+            g.g_addr = sg.addr;
             if sg.status == crate::scan::status::WAITING && g.parks == 0 {
                 let since = if sg.waitsince > 0 && (sg.waitsince as u64) < scan_ns {
                     sg.waitsince as u64
@@ -165,6 +172,7 @@ impl Model {
         }
         for sg in &scan.goroutines {
             if let Some(g) = self.goroutines.get_mut(&sg.goid) {
+                g.g_addr = sg.addr;
                 if g.gopc == 0 {
                     g.gopc = sg.gopc;
                     g.startpc = sg.startpc;

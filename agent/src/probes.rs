@@ -13,7 +13,9 @@ use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
-use probes_ebpf::{GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, RuntimeLayout, SemaKind};
+use probes_ebpf::{
+    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_USTACKS, RuntimeLayout, SemaKind,
+};
 use thiserror::Error;
 
 use crate::goruntime::{GoBinary, GoBinaryError};
@@ -302,6 +304,16 @@ impl Attached {
             source: Box::new(source),
         })?;
         Ok(per_cpu.iter().sum())
+    }
+}
+
+impl Attached {
+    /// A user stack recorded by the gopark probe (runtime PCs, innermost first).
+    pub fn user_stack(&self, stack_id: u32) -> Option<Vec<u64>> {
+        let map = self.ebpf.map(MAP_USTACKS)?;
+        let stacks = aya::maps::StackTraceMap::try_from(map).ok()?;
+        let trace = stacks.get(&stack_id, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 }
 

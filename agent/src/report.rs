@@ -51,6 +51,11 @@ pub struct BlockedGoroutine {
     pub created_by: Option<CreationSite>,
     /// Its start function.
     pub start_function: Option<String>,
+    /// The code that blocked: the first frame of the stack outside the runtime and sync.
+    pub blocked_at: Option<BlockingSite>,
+    /// Its stack at the park, innermost first, inlined frames included (from the probe's user
+    /// stack, or a frame-pointer walk from `g.sched` for goroutines found by the scan).
+    pub stack: Vec<crate::unwind::StackFrame>,
     /// Which mechanism established the block: "uprobe" (seen parking) or "scan" (goroutine table).
     pub source: &'static str,
 }
@@ -66,6 +71,14 @@ pub struct SyscallGoroutine {
     pub tid: Option<u32>,
     /// The thread's state from sched_switch/sched_waking (and /proc at attach).
     pub thread: Option<crate::threads::ThreadState>,
+}
+
+/// Where a goroutine blocked, in the code that called into the runtime.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BlockingSite {
+    pub function: String,
+    /// `file:line`.
+    pub location: String,
 }
 
 /// The `go` statement that created a goroutine.
@@ -189,6 +202,13 @@ impl Report {
                 if b.blocked_before_attach { ">" } else { "" },
                 human_duration(b.blocked_ns),
             );
+            if let Some(site) = &b.blocked_at {
+                let _ = writeln!(
+                    out,
+                    "      blocked in {} at {}",
+                    site.function, site.location
+                );
+            }
             if let Some(f) = &b.start_function {
                 let _ = writeln!(out, "      started at {f}");
             }
@@ -303,6 +323,11 @@ mod tests {
                     parent_goid: 1,
                 }),
                 start_function: Some("main.worker".into()),
+                blocked_at: Some(BlockingSite {
+                    function: "main.worker".into(),
+                    location: "/src/demo/main.go:20".into(),
+                }),
+                stack: Vec::new(),
                 source: "uprobe",
             }],
         };
@@ -315,6 +340,7 @@ mod tests {
         );
         assert!(text.contains("created by main.main in goroutine 1 at /src/demo/main.go:12"));
         assert!(text.contains("+4 goroutine(s) of the Go runtime"));
+        assert!(text.contains("blocked in main.worker at /src/demo/main.go:20"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["end_reason"], "duration");
         assert_eq!(json["blocked"][0]["goid"], 7);

@@ -24,6 +24,7 @@ use crate::report::{EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
 use crate::scan::Scanner;
 use crate::summary::{self, Context};
 use crate::threads;
+use crate::unwind;
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -257,7 +258,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         duration,
         threshold,
         mut events,
-        on_attached,
+        mut on_attached,
     } = opts;
     // Say what is missing before touching the target at all.
     crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
@@ -266,6 +267,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         TargetSpec::Pid(pid) => {
             let bin = open_target(*pid)?;
             let attached = Attached::attach(*pid, &bin, &probes)?;
+            if let Some(f) = on_attached.take() {
+                f(&attached);
+            }
             (bin, attached, None)
         }
         TargetSpec::Spawn { program, args } => {
@@ -275,6 +279,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             let mut gate = Gate::spawn(&program, args)?;
             let pid = gate.pid();
             let attached = Attached::attach_to(pid, &program, &bin, &probes)?;
+            // Announce before the program runs, so its own output never interleaves with ours.
+            if let Some(f) = on_attached.take() {
+                f(&attached);
+            }
             gate.release();
             if !wait_for_exec(pid, &program).await {
                 return Err(SessionError::NoExec {
@@ -303,9 +311,6 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         &bin.load_segments(),
     )
     .unwrap_or(0);
-    if let Some(f) = on_attached {
-        f(&attached);
-    }
     let probe_info: Vec<ProbeInfo> = attached
         .probes
         .iter()
@@ -377,22 +382,45 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }),
         None => Vec::new(),
     };
-    drop(attached); // detach every probe now, before the report is rendered
-    if let Some(out) = events.as_mut() {
-        out.flush()?;
-    }
 
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
     let mut in_syscall = Vec::new();
-    if end_reason != EndReason::TargetExited
-        && let Ok(last) = scanner.scan()
-    {
+    let final_scan = end_reason != EndReason::TargetExited;
+    if final_scan && let Ok(last) = scanner.scan() {
         model.reconcile(&last);
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
     }
     let now = monotonic_ns();
+    let threshold_ns = threshold.as_nanos() as u64;
+    // Stacks of the blocked goroutines: from the park's user stack when a probe saw it (read
+    // before the maps go away with the probes), else by walking the parked goroutine's frame
+    // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
+    let mut stacks = std::collections::HashMap::new();
+    let mem = crate::memory::ProcessMemory::new(pid);
+    let layout = &bin.layout.g;
+    for g in model.blocked(now, threshold_ns) {
+        let pcs = match g.stack_id {
+            Some(id) => attached
+                .user_stack(id)
+                .map(|k| unwind::splice_caller(&k, g.park_pc)),
+            None if final_scan && g.g_addr != 0 => {
+                let pc = mem.read_u64(g.g_addr + u64::from(layout.sched_pc)).ok();
+                let bp = mem.read_u64(g.g_addr + u64::from(layout.sched_bp)).ok();
+                pc.zip(bp)
+                    .map(|(pc, bp)| unwind::fp_walk(|a| mem.read_u64(a).ok(), pc, bp))
+            }
+            None => None,
+        };
+        if let Some(pcs) = pcs {
+            stacks.insert(g.goid, pcs);
+        }
+    }
+    drop(attached); // detach every probe now, before the report is rendered
+    if let Some(out) = events.as_mut() {
+        out.flush()?;
+    }
     let (blocked, runtime_goroutines_hidden) =
-        summary::blocked(&ctx, &model, now, threshold.as_nanos() as u64);
+        summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
 
     // A spawned program: a signal ends the session but not the program (it got the same
     // Ctrl-C from the terminal, or is left running); its exit status is what `run` returns.
@@ -417,7 +445,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         events_received: model.events,
         events_lost: lost,
         goroutines_seen: model.len(),
-        threshold_ns: threshold.as_nanos() as u64,
+        threshold_ns,
         blocked,
         runtime_goroutines_hidden,
         in_syscall,

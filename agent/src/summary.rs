@@ -4,9 +4,10 @@
 use crate::goruntime::{GoBinary, syncobj};
 use crate::memory::ProcessMemory;
 use crate::model::{Goroutine, Model};
-use crate::report::{BlockedGoroutine, CreationSite, SyscallGoroutine};
+use crate::report::{BlockedGoroutine, BlockingSite, CreationSite, SyscallGoroutine};
 use crate::scan::{Scan, status};
 use crate::threads::{self, ThreadState};
+use crate::unwind;
 
 /// Everything the report needs to know about the target besides the model.
 pub struct Context<'a> {
@@ -26,6 +27,7 @@ pub fn blocked(
     model: &Model,
     now: u64,
     threshold_ns: u64,
+    stacks: &std::collections::HashMap<u64, Vec<u64>>,
 ) -> (Vec<BlockedGoroutine>, usize) {
     let (bin, bias) = (ctx.bin, ctx.bias);
     let mut blocked = Vec::new();
@@ -53,11 +55,22 @@ pub fn blocked(
             wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
             created_by: creation_site(ctx, g.gopc, g.parent_goid),
             start_function: start_function.map(str::to_string),
+            stack: stacks
+                .get(&g.goid)
+                .map(|pcs| unwind::symbolize(bin, bias, pcs))
+                .unwrap_or_default(),
+            blocked_at: None,
             source: if g.parked_before_attach {
                 "scan"
             } else {
                 "uprobe"
             },
+        });
+    }
+    for b in &mut blocked {
+        b.blocked_at = unwind::blocking_site(&b.stack).map(|f| BlockingSite {
+            function: f.function.clone(),
+            location: format!("{}:{}", f.file, f.line),
         });
     }
     (blocked, runtime_goroutines_hidden)

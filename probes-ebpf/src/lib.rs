@@ -160,10 +160,20 @@ pub struct GoEvent {
     pub sema_kind: u32,
     /// Park: how many sudogs `g.waiting` had (may exceed [`MAX_WAIT_CHANS`]; capped at 255).
     pub n_chans: u32,
-    /// Explicit padding, always 0.
-    pub _pad0: u32,
+    /// Park: id of the user stack in [`MAP_USTACKS`], or [`NO_STACK`].
+    pub stack_id: u32,
 }
 const _: () = assert!(size_of::<GoEvent>() == 160);
+
+/// Name of the stack-trace map holding the user stacks of parks (frame-pointer walks, which Go
+/// keeps on amd64).
+pub const MAP_USTACKS: &str = "USTACKS";
+/// Capacity and depth of [`MAP_USTACKS`]: identical stacks share an id, so the entries bound the
+/// distinct blocking sites, not the goroutines.
+pub const USTACKS_MAX_ENTRIES: u32 = 16384;
+pub const USTACK_DEPTH: u32 = 64;
+/// `GoEvent::stack_id` when no stack was captured.
+pub const NO_STACK: u32 = u32::MAX;
 
 #[cfg(feature = "user")]
 mod pod {

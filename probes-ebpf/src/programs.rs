@@ -7,13 +7,19 @@
 //! (`CMPQ SP, 0x10(R14); JBE morestack`), where the argument registers are still untouched.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{
+        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
+    },
+    btf_maps::StackTrace,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, uprobe},
+    macros::{btf_map, map, uprobe},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-    programs::ProbeContext,
+    programs::{ProbeContext, tracing::StackIdContext},
 };
-use probes_ebpf::{EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, RuntimeLayout, SemaWait};
+use probes_ebpf::{
+    EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, NO_STACK, RuntimeLayout, SemaWait,
+    USTACK_DEPTH, USTACKS_MAX_ENTRIES,
+};
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
@@ -28,6 +34,12 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// cannot fill it.
 #[map]
 static SEMA: LruHashMap<u64, SemaWait> = LruHashMap::with_max_entries(65536, 0);
+
+/// User stacks of parks, deduplicated by the kernel: 100k goroutines blocked at one site share
+/// one entry.
+#[btf_map]
+static USTACKS: StackTrace<{ USTACKS_MAX_ENTRIES as usize }, 0, { USTACK_DEPTH as usize }> =
+    StackTrace::new();
 
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> &pt_regs {
@@ -89,6 +101,7 @@ fn base_event(r: &pt_regs, kind: EventKind) -> GoEvent {
         tid: bpf_get_current_pid_tgid() as u32,
         kind: kind as u32,
         caller_pc,
+        stack_id: NO_STACK,
         ..GoEvent::default()
     }
 }
@@ -136,6 +149,14 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
         }
     }
     ev.n_chans = n;
+
+    // The kernel walks frame pointers from RBP, which at this point (before gopark's own
+    // `PUSHQ BP`) is the caller's frame: the stack reads gopark, then the caller's caller. The
+    // caller itself is `caller_pc`; the agent splices it in.
+    ev.stack_id = ctx
+        .get_stackid(&USTACKS, BPF_F_USER_STACK as u64)
+        .map(|id| id as u32)
+        .unwrap_or(NO_STACK);
 
     // A sync primitive's entry point recorded which semaphore this goroutine goes to wait on.
     if let Some(w) = SEMA.get_ptr(ev.goid) {

@@ -8,17 +8,11 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare, workspace_root};
+use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare};
 use serde_json::Value;
 
-/// Line number (1-based) of the first line of the demo's source containing `needle`.
 fn demo_line(needle: &str) -> usize {
-    let src = std::fs::read_to_string(workspace_root().join("tests/fixtures/demo/main.go"))
-        .expect("demo source");
-    src.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("`{needle}` not in demo/main.go"))
+    blockprobe_tests::source_line("demo", needle)
 }
 
 fn run(go_minor: &str, variant: &str) {
@@ -85,6 +79,15 @@ fn run(go_minor: &str, variant: &str) {
         assert_eq!(g["created_by"]["function"], "main.main", "{g}");
         assert_eq!(g["created_by"]["parent_goid"], 1, "{g}");
         assert_eq!(g["start_function"], start, "{g}");
+        // Blocked taking the second lock, found by a frame-pointer walk from g.sched.
+        assert_eq!(g["blocked_at"]["function"], "main.transfer", "{g}");
+        assert!(
+            g["blocked_at"]["location"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{src_suffix}:{}", demo_line("to.mu.Lock()"))),
+            "{g}"
+        );
         // The Mutex comes from the runtime's semaphore table, located through .symtab; a
         // stripped binary does not name it, and the report then says "none" rather than guess.
         if variant == "stripped" {
@@ -124,6 +127,13 @@ fn run(go_minor: &str, variant: &str) {
             "{g}"
         );
         assert_eq!(g["start_function"], "main.handle.func1", "{g}");
+        assert!(
+            g["blocked_at"]["location"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{src_suffix}:{}", demo_line("result <- id * 2"))),
+            "{g}"
+        );
     }
     // The runtime's own goroutines (GC workers, finalizer) are counted, not listed.
     assert!(

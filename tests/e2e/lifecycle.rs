@@ -161,3 +161,62 @@ fn an_unprivileged_user_is_told_what_is_missing() {
     assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
 }
+
+/// A copy of a fixture with `edit` applied to its bytes.
+fn patched_fixture(scratch: &Scratch, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    let go = blockprobe_tests::go_version_for("1.27").expect("Go 1.27 fixtures");
+    let src = blockprobe_tests::fixture(&go, "default", "parkers");
+    let mut bytes = std::fs::read(&src).expect("read fixture");
+    edit(&mut bytes);
+    let out = scratch.path(name);
+    std::fs::write(&out, &bytes).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    out.to_string_lossy().into_owned()
+}
+
+#[test]
+fn unsupported_go_versions_and_architectures_are_refused_before_anything_runs() {
+    if prepare("1.27", "default", "parkers").is_none() {
+        return;
+    }
+    let scratch = Scratch::new("unsupported");
+    // The build info says go1.17.3 (same length as go1.27.3, so the varint prefix holds).
+    let old_go = patched_fixture(&scratch, "oldgo", |b| {
+        // The version string in .go.buildinfo, right after its header (src/debug/buildinfo).
+        let magic = b"\xff Go buildinf:";
+        let info = b
+            .windows(magic.len())
+            .position(|w| w == magic)
+            .expect("buildinfo header");
+        let at = info
+            + b[info..]
+                .windows(7)
+                .position(|w| w == b"go1.27.")
+                .expect("version string after the buildinfo header");
+        b[at..at + 6].copy_from_slice(b"go1.17");
+    });
+    let (code, err) = blockprobe(&["inspect", &old_go]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("was built by go1.17"), "{err}");
+    assert!(err.contains("supports Go 1.22 to 1.27"), "{err}");
+    // `run` refuses it before starting it: the program never prints its ready line.
+    let out = Command::new(blockprobe_bin())
+        .args(["run", "--", &old_go])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "the program ran: {:?}", out.stdout);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was built by go1.17"));
+
+    // The ELF header says aarch64 (e_machine at offset 18).
+    let arm = patched_fixture(&scratch, "arm64", |b| {
+        b[18..20].copy_from_slice(&183u16.to_le_bytes());
+    });
+    let (code, err) = blockprobe(&["inspect", &arm]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("supports linux/amd64 Go binaries only"),
+        "{err}"
+    );
+}

@@ -188,6 +188,25 @@ fn run(go_minor: &str, variant: &str) {
             have.sort();
             assert_eq!(have, want, "goroutine {}: {got}", b.goid);
         }
+        // Where it blocked: the fixture's line tagged `// block:<what>`, in its closure.
+        let tag = format!("// block:{}", b.what);
+        let line = blockprobe_tests::source_line("parkers", &tag);
+        let site = &got["blocked_at"];
+        assert!(
+            site["location"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(&format!("tests/fixtures/parkers/main.go:{line}"))),
+            "goroutine {} ({}): {got}",
+            b.goid,
+            b.what
+        );
+        assert!(
+            site["function"]
+                .as_str()
+                .unwrap()
+                .starts_with("main.main.func"),
+            "{got}"
+        );
         // Creation site: every fixture goroutine is a closure created by main.main.
         assert_eq!(got["created_by"]["function"], "main.main", "{got}");
         assert_eq!(got["created_by"]["parent_goid"], 1, "{got}");

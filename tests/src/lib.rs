@@ -66,6 +66,17 @@ pub fn go_version_for(minor: &str) -> Option<String> {
     found.pop()
 }
 
+/// Line number (1-based) of the first line of `tests/fixtures/<fixture>/main.go` containing
+/// `needle`.
+pub fn source_line(fixture: &str, needle: &str) -> usize {
+    let path = workspace_root().join(format!("tests/fixtures/{fixture}/main.go"));
+    let src = std::fs::read_to_string(&path).expect("fixture source");
+    src.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("`{needle}` not in {}", path.display()))
+}
+
 /// Whether this process can load eBPF programs (root or CAP_BPF+CAP_PERFMON+CAP_SYS_PTRACE).
 pub fn ebpf_unavailable_reason() -> Option<String> {
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {

@@ -1,0 +1,175 @@
+//! Go stacks from frame pointers, and their symbolization from the pclntab.
+//!
+//! Go keeps frame pointers on amd64 (src/cmd/compile/abi-internal.md, "Frame pointer"): each
+//! frame stores the caller's BP at [BP] and the return address at [BP+8]. Pure functions over a
+//! memory reader, so they run on captured bytes in tests.
+
+use serde::Serialize;
+
+use crate::goruntime::GoBinary;
+
+/// Most frames followed in one walk (a torn or cyclic chain must end).
+pub const MAX_FRAMES: usize = 64;
+
+/// Walks the frame-pointer chain. `pc` is the innermost PC, `bp` that frame's frame pointer;
+/// `read` reads a u64 of the target. Stops at a zero or non-increasing BP (stacks grow down, so
+/// callers' frames are at higher addresses), a zero return address, or a failed read.
+pub fn fp_walk(read: impl Fn(u64) -> Option<u64>, pc: u64, mut bp: u64) -> Vec<u64> {
+    let mut pcs = vec![pc];
+    while pcs.len() < MAX_FRAMES && bp != 0 {
+        let (Some(next_bp), Some(ret)) = (read(bp), read(bp.wrapping_add(8))) else {
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        pcs.push(ret);
+        if next_bp <= bp {
+            break;
+        }
+        bp = next_bp;
+    }
+    pcs
+}
+
+/// The stack of a park seen by the gopark uprobe: the kernel's frame-pointer walk started at
+/// gopark's first instructions, before gopark pushed its own frame, so it lists gopark and then
+/// skips straight to the caller's caller. The caller's return address (read from [RSP] by the
+/// probe) goes back in between.
+pub fn splice_caller(kernel: &[u64], caller_pc: u64) -> Vec<u64> {
+    let mut pcs = Vec::with_capacity(kernel.len() + 1);
+    if let Some(&first) = kernel.first() {
+        pcs.push(first);
+    }
+    if caller_pc != 0 {
+        pcs.push(caller_pc);
+    }
+    pcs.extend(kernel.iter().skip(1).copied());
+    pcs
+}
+
+/// One symbolized frame.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StackFrame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    /// Inlined into the next (calling) frame.
+    pub inlined: bool,
+}
+
+/// Symbolizes runtime PCs (`bias` = load bias) with the binary's pclntab, inlined frames
+/// included. Every PC after the first is a return address, so its call site is looked up at
+/// PC-1 (as src/runtime/traceback.go does).
+pub fn symbolize(bin: &GoBinary, bias: u64, pcs: &[u64]) -> Vec<StackFrame> {
+    let Some(tab) = bin.pclntab() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, &pc) in pcs.iter().enumerate() {
+        let pc = pc.wrapping_sub(bias);
+        let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+        let frames = tab.frames_for_pc(lookup);
+        if frames.is_empty() {
+            out.push(StackFrame {
+                function: format!("?{pc:#x}"),
+                file: String::new(),
+                line: 0,
+                inlined: false,
+            });
+        }
+        for f in frames {
+            out.push(StackFrame {
+                function: f.func.to_string(),
+                file: f.file.to_string(),
+                line: f.line,
+                inlined: f.inlined,
+            });
+        }
+    }
+    out
+}
+
+/// Whether a frame belongs to the machinery of blocking rather than to the code that blocked:
+/// the runtime, and the sync primitives' own methods.
+fn is_machinery(function: &str) -> bool {
+    [
+        "runtime.",
+        "internal/",
+        "sync.",
+        "sync/atomic.",
+        "time.Sleep",
+    ]
+    .iter()
+    .any(|p| function.starts_with(p))
+}
+
+/// The first frame of the code that blocked: `file:line` and function.
+pub fn blocking_site(frames: &[StackFrame]) -> Option<&StackFrame> {
+    frames
+        .iter()
+        .find(|f| !is_machinery(&f.function) && !f.file.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn walks_a_captured_frame_chain() {
+        // A stack window: three frames at 0x1000, 0x1040, 0x1080, then a zero BP.
+        let mem: HashMap<u64, u64> = [
+            (0x1000, 0x1040),
+            (0x1008, 0x401111),
+            (0x1040, 0x1080),
+            (0x1048, 0x402222),
+            (0x1080, 0),
+            (0x1088, 0x403333),
+        ]
+        .into_iter()
+        .collect();
+        let pcs = fp_walk(|a| mem.get(&a).copied(), 0x400000, 0x1000);
+        assert_eq!(pcs, vec![0x400000, 0x401111, 0x402222, 0x403333]);
+    }
+
+    #[test]
+    fn a_cycle_or_a_fault_ends_the_walk() {
+        let cyclic: HashMap<u64, u64> = [(0x2000, 0x2000), (0x2008, 0x401000)].into();
+        assert_eq!(
+            fp_walk(|a| cyclic.get(&a).copied(), 1, 0x2000),
+            vec![1, 0x401000]
+        );
+        assert_eq!(fp_walk(|_| None, 7, 0x3000), vec![7]);
+        assert_eq!(fp_walk(|_| Some(0x5000), 7, 0), vec![7]);
+    }
+
+    #[test]
+    fn splices_the_caller_after_gopark() {
+        assert_eq!(
+            splice_caller(&[0x10, 0x30, 0x40], 0x20),
+            vec![0x10, 0x20, 0x30, 0x40]
+        );
+        assert_eq!(splice_caller(&[0x10], 0), vec![0x10]);
+        assert!(splice_caller(&[], 0x20) == vec![0x20]);
+    }
+
+    #[test]
+    fn the_blocking_site_skips_runtime_and_sync_frames() {
+        let f = |function: &str, file: &str| StackFrame {
+            function: function.into(),
+            file: file.into(),
+            line: 1,
+            inlined: false,
+        };
+        let frames = vec![
+            f("runtime.gopark", "proc.go"),
+            f("runtime.semacquire1", "sema.go"),
+            f("internal/sync.runtime_SemacquireMutex", "sema.go"),
+            f("sync.(*Mutex).Lock", "mutex.go"),
+            f("main.transfer", "/src/main.go"),
+        ];
+        assert_eq!(blocking_site(&frames).unwrap().function, "main.transfer");
+        assert!(blocking_site(&frames[..4]).is_none());
+    }
+}
