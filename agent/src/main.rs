@@ -34,7 +34,8 @@ enum Cmd {
         /// Report goroutines blocked at least this long (shorter waits are normal).
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         threshold: Duration,
-        /// Stream events as NDJSON to FILE, or `-` for stdout.
+        /// Stream events as NDJSON to FILE, or `-` for stdout. SIGUSR1 prints the blocked
+        /// goroutines so far on stderr without ending the session.
         #[arg(long, value_name = "FILE|-")]
         events: Option<String>,
         /// Write the final report as JSON to FILE (`-` for stdout) instead of text.

@@ -177,54 +177,7 @@ impl Report {
             self.events_lost,
             self.goroutines_seen
         );
-        let _ = writeln!(
-            out,
-            "\n{} goroutine(s) blocked for at least {}:",
-            self.blocked.len(),
-            human_duration(self.threshold_ns)
-        );
-        for b in &self.blocked {
-            let on = if b.object_kind == "none" {
-                String::new()
-            } else {
-                format!(" on {} {}", b.object_kind, b.object)
-            };
-            let parked = if b.parked_in == "?" {
-                String::new()
-            } else {
-                format!(" (parked in {})", b.parked_in)
-            };
-            let _ = writeln!(
-                out,
-                "  goroutine {} [{}, {}{}]{on}{parked}",
-                b.goid,
-                b.wait_reason,
-                if b.blocked_before_attach { ">" } else { "" },
-                human_duration(b.blocked_ns),
-            );
-            if let Some(site) = &b.blocked_at {
-                let _ = writeln!(
-                    out,
-                    "      blocked in {} at {}",
-                    site.function, site.location
-                );
-            }
-            if let Some(f) = &b.start_function {
-                let _ = writeln!(out, "      started at {f}");
-            }
-            if let Some(c) = &b.created_by {
-                let _ = writeln!(
-                    out,
-                    "      created by {} in goroutine {}{}",
-                    c.function,
-                    c.parent_goid,
-                    c.location
-                        .as_ref()
-                        .map(|l| format!(" at {l}"))
-                        .unwrap_or_default()
-                );
-            }
-        }
+        out.push_str(&render_blocked(&self.blocked, self.threshold_ns));
         if !self.in_syscall.is_empty() {
             let _ = writeln!(
                 out,
@@ -271,6 +224,60 @@ impl Report {
         }
         out
     }
+}
+
+/// The blocked-goroutines section of the text report (also printed live on SIGUSR1).
+pub fn render_blocked(blocked: &[BlockedGoroutine], threshold_ns: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{} goroutine(s) blocked for at least {}:",
+        blocked.len(),
+        human_duration(threshold_ns)
+    );
+    for b in blocked {
+        let on = if b.object_kind == "none" {
+            String::new()
+        } else {
+            format!(" on {} {}", b.object_kind, b.object)
+        };
+        let parked = if b.parked_in == "?" {
+            String::new()
+        } else {
+            format!(" (parked in {})", b.parked_in)
+        };
+        let _ = writeln!(
+            out,
+            "  goroutine {} [{}, {}{}]{on}{parked}",
+            b.goid,
+            b.wait_reason,
+            if b.blocked_before_attach { ">" } else { "" },
+            human_duration(b.blocked_ns),
+        );
+        if let Some(site) = &b.blocked_at {
+            let _ = writeln!(
+                out,
+                "      blocked in {} at {}",
+                site.function, site.location
+            );
+        }
+        if let Some(f) = &b.start_function {
+            let _ = writeln!(out, "      started at {f}");
+        }
+        if let Some(c) = &b.created_by {
+            let _ = writeln!(
+                out,
+                "      created by {} in goroutine {}{}",
+                c.function,
+                c.parent_goid,
+                c.location
+                    .as_ref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

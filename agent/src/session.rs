@@ -4,6 +4,7 @@
 //! Two ways in: attach to a running pid (`blockprobe attach`), or spawn the program with the
 //! probes attached before it runs a single instruction of its own (`blockprobe run`).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -263,14 +264,16 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // Say what is missing before touching the target at all.
     crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
 
-    let (bin, attached, mut gate) = match &target {
+    let (bin, attached, mut gate, exe_at_start) = match &target {
         TargetSpec::Pid(pid) => {
-            let bin = open_target(*pid)?;
+            // What the target runs now: if it execs something else later, the session ends.
+            let exe = procfs::exe_path(*pid)?;
+            let bin = GoBinary::open_as(format!("/proc/{pid}/exe"), &exe)?;
             let attached = Attached::attach(*pid, &bin, &probes)?;
             if let Some(f) = on_attached.take() {
                 f(&attached);
             }
-            (bin, attached, None)
+            (bin, attached, None, exe)
         }
         TargetSpec::Spawn { program, args } => {
             let program = resolve_program(program);
@@ -289,7 +292,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     program: program.display().to_string(),
                 });
             }
-            (bin, attached, Some(gate))
+            let exe = procfs::exe_path(pid)?;
+            (bin, attached, Some(gate), exe)
         }
     };
     let pid = attached.pid;
@@ -304,9 +308,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             None
         }
     };
-    let exe_at_start = procfs::exe_path(pid)?;
+    // A target that is already gone or changed shows no mapping of its executable: bias 0,
+    // and the loop below ends the session at its first liveness check.
     let bias = procfs::load_bias(
-        &procfs::maps(pid)?,
+        &procfs::maps(pid).unwrap_or_default(),
         &exe_at_start.to_string_lossy(),
         &bin.load_segments(),
     )
@@ -325,11 +330,20 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // probe's exact time wins. Goroutines blocked before attach are only found by the scan.
     let scanner = Scanner::new(&bin, pid, bias)?;
     let mut model = Model::new();
+    let same_program = || procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start);
     match scanner.scan() {
-        Ok(first) => model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r).into_owned()),
-        // A spawned program may not have set up allgs yet, or may already be gone.
+        // Trust the scan only if the target still runs the program it was read with.
+        Ok(first) if same_program() => {
+            model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r).into_owned())
+        }
+        Ok(_) => {}
+        // A spawned program may not have set up allgs yet; a target may exit or exec right
+        // now. The probes still run; the report says what the scan could not do.
         Err(e) if gate.is_some() => tracing::debug!("initial scan: {e}"),
-        Err(e) => return Err(e.into()),
+        Err(e) => warnings.push(format!(
+            "the goroutine-table scan at attach failed ({e}): goroutines blocked before the \
+             attach are not reported"
+        )),
     }
 
     // SAFETY: the ring buffer's fd is owned by `attached` and stays open, unchanged, until
@@ -338,6 +352,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         .map_err(|e| SessionError::Output(e.into()))?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // SIGUSR1: print what is blocked right now, and carry on.
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let started = Instant::now();
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut liveness = tokio::time::interval(Duration::from_millis(100));
@@ -362,9 +378,16 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             _ = sleep_until => break EndReason::Duration,
             _ = sigint.recv() => break EndReason::Signal,
             _ = sigterm.recv() => break EndReason::Signal,
+            _ = sigusr1.recv() => {
+                consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
+                let threshold_ns = threshold.as_nanos() as u64;
+                let (blocked, _) =
+                    summary::blocked(&ctx, &model, monotonic_ns(), threshold_ns, &HashMap::new());
+                eprint!("{}", crate::report::render_blocked(&blocked, threshold_ns));
+            }
             _ = liveness.tick() => {
                 // A target that exits, or execs another program, ends the session.
-                if !procfs::alive(pid) || procfs::exe_path(pid).ok().as_ref() != Some(&exe_at_start) {
+                if !procfs::alive(pid) || !same_program() {
                     break EndReason::TargetExited;
                 }
             }
@@ -386,7 +409,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
     let mut in_syscall = Vec::new();
     let final_scan = end_reason != EndReason::TargetExited;
-    if final_scan && let Ok(last) = scanner.scan() {
+    if final_scan
+        && let Ok(last) = scanner.scan()
+        && same_program()
+    {
         model.reconcile(&last);
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
     }
@@ -395,7 +421,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // Stacks of the blocked goroutines: from the park's user stack when a probe saw it (read
     // before the maps go away with the probes), else by walking the parked goroutine's frame
     // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
-    let mut stacks = std::collections::HashMap::new();
+    let mut stacks = HashMap::new();
     let mem = crate::memory::ProcessMemory::new(pid);
     let layout = &bin.layout.g;
     for g in model.blocked(now, threshold_ns) {

@@ -51,6 +51,14 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
     target
         .expect_stdout(Duration::from_secs(10), |l| l == "done")
         .unwrap();
+    // SIGUSR1: a summary now, on stderr, and the session goes on.
+    agent.signal(libc::SIGUSR1);
+    agent
+        .expect_stderr(Duration::from_secs(5), |l| {
+            l.contains("goroutine(s) blocked for at least")
+        })
+        .expect("a live summary on SIGUSR1");
+    assert!(agent.child.try_wait().unwrap().is_none(), "SIGUSR1 ended the session");
     target.child.kill().unwrap();
     target.child.wait().unwrap();
 
@@ -70,6 +78,41 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
         .collect();
     assert!(reasons.contains(&"chan receive"), "{report:#}");
     assert!(reasons.contains(&"sync.Mutex.Lock"), "{report:#}");
+}
+
+#[test]
+fn target_exec_ing_another_program_ends_the_session() {
+    let Some(fixture) = prepare("1.27", "default", "parkers") else {
+        return;
+    };
+    let scratch = Scratch::new("exec");
+    let report_path = scratch.path("report.json");
+    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start fixture");
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .unwrap();
+    let mut agent = Proc::spawn(
+        Command::new(blockprobe_bin())
+            .args(["attach", "--pid", &target.pid().to_string(), "--json"])
+            .arg(&report_path),
+    )
+    .unwrap();
+    agent
+        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
+        .unwrap();
+    target.send_line("exec").unwrap();
+    let status = agent
+        .wait_timeout(Duration::from_secs(10))
+        .expect("blockprobe ends when its target execs");
+    assert!(status.success(), "{:?}", agent.drain_stderr());
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["end_reason"], "target-exited");
+    // The new program runs on, untouched.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(target.child.try_wait().unwrap().is_none(), "sleep died");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", target.pid())).unwrap();
+    assert!(exe.ends_with("sleep"), "{}", exe.display());
 }
 
 #[test]
