@@ -73,6 +73,17 @@ pub struct SyscallGoroutine {
     pub thread: Option<crate::threads::ThreadState>,
 }
 
+/// A goroutine on a CPU (or about to be) when the report was made, and its OS thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningGoroutine {
+    pub goid: u64,
+    /// "running" or "runnable".
+    pub status: &'static str,
+    pub start_function: Option<String>,
+    /// Its OS thread (`g.m.procid`) while running; None when runnable (no M).
+    pub tid: Option<u32>,
+}
+
 /// Where a goroutine blocked, in the code that called into the runtime.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BlockingSite {
@@ -119,6 +130,8 @@ pub struct Report {
     pub runtime_goroutines_hidden: usize,
     /// Goroutines in a system call or cgo call at the end, with their threads' kernel state.
     pub in_syscall: Vec<SyscallGoroutine>,
+    /// Goroutines running or runnable at the end (from the final scan), with their threads.
+    pub running: Vec<RunningGoroutine>,
     /// Every OS thread of the target at the end, as the scheduler tracepoints saw them.
     pub threads: Vec<crate::threads::ThreadState>,
     /// What could not be observed, and why (e.g. no tracefs for the thread view).
@@ -309,6 +322,7 @@ mod tests {
             threshold_ns: 0,
             runtime_goroutines_hidden: 4,
             in_syscall: Vec::new(),
+            running: Vec::new(),
             threads: Vec::new(),
             warnings: Vec::new(),
             exit_code: None,

@@ -408,6 +408,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
 
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
     let mut in_syscall = Vec::new();
+    let mut running = Vec::new();
     let final_scan = end_reason != EndReason::TargetExited;
     if final_scan
         && let Ok(last) = scanner.scan()
@@ -415,6 +416,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     {
         model.reconcile(&last);
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
+        running = summary::running(&ctx, &last, pid);
     }
     let now = monotonic_ns();
     let threshold_ns = threshold.as_nanos() as u64;
@@ -475,6 +477,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         blocked,
         runtime_goroutines_hidden,
         in_syscall,
+        running,
         threads: thread_states,
         warnings,
         exit_code: exit_status.and_then(|s| s.code()),

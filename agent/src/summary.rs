@@ -4,7 +4,9 @@
 use crate::goruntime::{GoBinary, syncobj};
 use crate::memory::ProcessMemory;
 use crate::model::{Goroutine, Model};
-use crate::report::{BlockedGoroutine, BlockingSite, CreationSite, SyscallGoroutine};
+use crate::report::{
+    BlockedGoroutine, BlockingSite, CreationSite, RunningGoroutine, SyscallGoroutine,
+};
 use crate::scan::{Scan, status};
 use crate::threads::{self, ThreadState};
 use crate::unwind;
@@ -147,6 +149,27 @@ pub fn in_syscall(
                 tid,
                 thread: tid.and_then(|t| thread_states.iter().find(|s| s.tid == t).cloned()),
             }
+        })
+        .collect()
+}
+
+/// Goroutines the scan found running or runnable; a running one's OS thread is `g.m.procid`
+/// (a runnable one has no M).
+pub fn running(ctx: &Context<'_>, scan: &Scan, pid: u32) -> Vec<RunningGoroutine> {
+    let mem = ProcessMemory::new(pid);
+    scan.goroutines
+        .iter()
+        .filter(|g| g.status == status::RUNNING || g.status == status::RUNNABLE)
+        .map(|g| RunningGoroutine {
+            goid: g.goid,
+            status: status::name(g.status),
+            start_function: ctx
+                .bin
+                .func_name(g.startpc.wrapping_sub(ctx.bias))
+                .map(str::to_string),
+            tid: (g.status == status::RUNNING)
+                .then(|| threads::thread_of_g(&mem, &ctx.bin.layout, g.addr))
+                .flatten(),
         })
         .collect()
 }

@@ -58,7 +58,10 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
             l.contains("goroutine(s) blocked for at least")
         })
         .expect("a live summary on SIGUSR1");
-    assert!(agent.child.try_wait().unwrap().is_none(), "SIGUSR1 ended the session");
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "SIGUSR1 ended the session"
+    );
     target.child.kill().unwrap();
     target.child.wait().unwrap();
 

@@ -80,6 +80,14 @@ fn run(go_minor: &str, variant: &str) {
         .collect();
     assert_eq!(blocked.len(), 9, "fixture output: {:?}", target.stdout_seen);
 
+    let spinner: u64 = target
+        .stdout_seen
+        .iter()
+        .find_map(|l| l.strip_prefix("spinning goid="))
+        .expect("spinner line")
+        .parse()
+        .unwrap();
+
     // SIGINT: blockprobe detaches and writes its report.
     agent.signal(libc::SIGINT);
     let status = agent
@@ -223,6 +231,24 @@ fn run(go_minor: &str, variant: &str) {
             "goroutine {} blocked_ns {blocked_ns}",
             b.goid
         );
+    }
+
+    // The spinning goroutine is listed as running (or, if preempted at that instant, runnable),
+    // and while running, on one of the target's own threads.
+    let running = report["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["goid"] == spinner)
+        .unwrap_or_else(|| panic!("spinner {spinner} not in running: {report:#}"));
+    if running["status"] == "running" {
+        let tid = running["tid"]
+            .as_u64()
+            .expect("a running goroutine's thread");
+        let task = format!("/proc/{}/task/{tid}", target.pid());
+        assert!(std::path::Path::new(&task).exists(), "{running}");
+    } else {
+        assert_eq!(running["status"], "runnable", "{running}");
     }
 
     // The NDJSON stream has each fixture goroutine's park with the same facts.
