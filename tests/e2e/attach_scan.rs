@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare};
+use blockprobe_tests::{Proc, Scratch, blockprobe_bin, ends_with, prepare};
 use serde_json::Value;
 
 fn demo_line(needle: &str) -> usize {
@@ -82,10 +82,10 @@ fn run(go_minor: &str, variant: &str) {
         // Blocked taking the second lock, found by a frame-pointer walk from g.sched.
         assert_eq!(g["blocked_at"]["function"], "main.transfer", "{g}");
         assert!(
-            g["blocked_at"]["location"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("{src_suffix}:{}", demo_line("to.mu.Lock()"))),
+            ends_with(
+                &g["blocked_at"]["location"],
+                &format!("{src_suffix}:{}", demo_line("to.mu.Lock()"))
+            ),
             "{g}"
         );
         // The Mutex comes from the runtime's semaphore table, located through .symtab; a
@@ -120,18 +120,18 @@ fn run(go_minor: &str, variant: &str) {
         );
         assert_eq!(g["created_by"]["function"], "main.handle", "{g}");
         assert!(
-            g["created_by"]["location"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("{src_suffix}:{leak_line}")),
+            ends_with(
+                &g["created_by"]["location"],
+                &format!("{src_suffix}:{leak_line}")
+            ),
             "{g}"
         );
         assert_eq!(g["start_function"], "main.handle.func1", "{g}");
         assert!(
-            g["blocked_at"]["location"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("{src_suffix}:{}", demo_line("result <- id * 2"))),
+            ends_with(
+                &g["blocked_at"]["location"],
+                &format!("{src_suffix}:{}", demo_line("result <- id * 2"))
+            ),
             "{g}"
         );
     }

@@ -5,7 +5,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare, skip_or_fail};
+use blockprobe_tests::{
+    Proc, Scratch, attach_agent, blockprobe_bin, prepare, skip_or_fail, start_ready,
+};
 use serde_json::Value;
 
 fn blockprobe(args: &[&str]) -> (i32, String) {
@@ -27,26 +29,8 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
     };
     let scratch = Scratch::new("exit");
     let report_path = scratch.path("report.json");
-    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start fixture");
-    target
-        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
-        .unwrap();
-    let mut agent = Proc::spawn(
-        Command::new(blockprobe_bin())
-            .args([
-                "attach",
-                "--pid",
-                &target.pid().to_string(),
-                "--threshold",
-                "0s",
-                "--json",
-            ])
-            .arg(&report_path),
-    )
-    .unwrap();
-    agent
-        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
-        .unwrap();
+    let mut target = start_ready(&fixture);
+    let mut agent = attach_agent(target.pid(), &report_path, &["--threshold", "0s"]);
     target.send_line("go").unwrap();
     target
         .expect_stdout(Duration::from_secs(10), |l| l == "done")
@@ -90,19 +74,8 @@ fn target_exec_ing_another_program_ends_the_session() {
     };
     let scratch = Scratch::new("exec");
     let report_path = scratch.path("report.json");
-    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start fixture");
-    target
-        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
-        .unwrap();
-    let mut agent = Proc::spawn(
-        Command::new(blockprobe_bin())
-            .args(["attach", "--pid", &target.pid().to_string(), "--json"])
-            .arg(&report_path),
-    )
-    .unwrap();
-    agent
-        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
-        .unwrap();
+    let mut target = start_ready(&fixture);
+    let mut agent = attach_agent(target.pid(), &report_path, &[]);
     target.send_line("exec").unwrap();
     let status = agent
         .wait_timeout(Duration::from_secs(10))

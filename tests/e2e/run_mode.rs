@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use blockprobe_tests::{Scratch, blockprobe_bin, prepare};
+use blockprobe_tests::{Scratch, blockprobe_bin, ends_with, prepare};
 use serde_json::Value;
 
 fn line_of(needle: &str) -> usize {
@@ -73,37 +73,34 @@ fn run(go_minor: &str, variant: &str) {
     );
     assert_eq!(receiver["blocked_before_attach"], false);
     assert!(
-        receiver["created_by"]["location"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("leaky/main.go:{}", line_of("<-orphan") - 1)),
+        ends_with(
+            &receiver["created_by"]["location"],
+            &format!("leaky/main.go:{}", line_of("<-orphan") - 1)
+        ),
         "{receiver}"
     );
     assert!(
-        receiver["blocked_at"]["location"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("leaky/main.go:{}", line_of("<-orphan"))),
+        ends_with(
+            &receiver["blocked_at"]["location"],
+            &format!("leaky/main.go:{}", line_of("<-orphan"))
+        ),
         "{receiver}"
     );
     let locker = find(&mutex);
     assert!(
-        locker["blocked_at"]["location"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("leaky/main.go:{}", line_of("mu.Lock() // leaked"))),
+        ends_with(
+            &locker["blocked_at"]["location"],
+            &format!("leaky/main.go:{}", line_of("mu.Lock() // leaked"))
+        ),
         "{locker}"
     );
     assert_eq!(locker["wait_reason"], "sync.Mutex.Lock");
     assert_eq!(locker["object_kind"], "mutex");
     assert!(
-        locker["created_by"]["location"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!(
-                "leaky/main.go:{}",
-                line_of("mu.Lock() // leaked") - 1
-            )),
+        ends_with(
+            &locker["created_by"]["location"],
+            &format!("leaky/main.go:{}", line_of("mu.Lock() // leaked") - 1)
+        ),
         "{locker}"
     );
     // The 50 workers finished: none of them is reported.

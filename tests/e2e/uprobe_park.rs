@@ -5,10 +5,9 @@
 //! checks blockprobe's report and event stream against that account.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare};
+use blockprobe_tests::{Scratch, attach_agent, ends_with, prepare, start_ready};
 use serde_json::Value;
 
 struct Blocked {
@@ -47,27 +46,13 @@ fn run(go_minor: &str, variant: &str) {
     let events_path = scratch.path("events.ndjson");
     let report_path = scratch.path("report.json");
 
-    let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start fixture");
-    target
-        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
-        .expect("fixture ready");
-
-    let mut agent = Proc::spawn(
-        Command::new(blockprobe_bin())
-            .arg("attach")
-            .arg("--pid")
-            .arg(target.pid().to_string())
-            .arg("--threshold")
-            .arg("50ms")
-            .arg("--events")
-            .arg(&events_path)
-            .arg("--json")
-            .arg(&report_path),
-    )
-    .expect("start blockprobe");
-    agent
-        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
-        .expect("blockprobe attached");
+    let mut target = start_ready(&fixture);
+    let events = events_path.to_str().unwrap();
+    let mut agent = attach_agent(
+        target.pid(),
+        &report_path,
+        &["--threshold", "50ms", "--events", events],
+    );
 
     target.send_line("go").expect("tell fixture to block");
     target
@@ -201,9 +186,10 @@ fn run(go_minor: &str, variant: &str) {
         let line = blockprobe_tests::source_line("parkers", &tag);
         let site = &got["blocked_at"];
         assert!(
-            site["location"]
-                .as_str()
-                .is_some_and(|l| l.ends_with(&format!("tests/fixtures/parkers/main.go:{line}"))),
+            ends_with(
+                &site["location"],
+                &format!("tests/fixtures/parkers/main.go:{line}")
+            ),
             "goroutine {} ({}): {got}",
             b.goid,
             b.what

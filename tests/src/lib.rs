@@ -254,6 +254,37 @@ impl Drop for Proc {
     }
 }
 
+/// Starts a fixture and waits for its `ready pid=` line.
+pub fn start_ready(fixture: &Path) -> Proc {
+    let mut target = Proc::spawn(&mut Command::new(fixture)).expect("start fixture");
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .expect("fixture ready");
+    target
+}
+
+/// Starts `blockprobe attach --pid PID --json REPORT ARGS...` and waits until it says it is
+/// attached.
+pub fn attach_agent(pid: u32, report: &Path, args: &[&str]) -> Proc {
+    let mut agent = Proc::spawn(
+        Command::new(blockprobe_bin())
+            .args(["attach", "--pid", &pid.to_string()])
+            .args(args)
+            .arg("--json")
+            .arg(report),
+    )
+    .expect("start blockprobe");
+    agent
+        .expect_stderr(Duration::from_secs(20), |l| l.contains("attached to pid"))
+        .expect("blockprobe attached");
+    agent
+}
+
+/// Whether a JSON string value ends with `suffix` (e.g. a `file:line` location).
+pub fn ends_with(v: &serde_json::Value, suffix: &str) -> bool {
+    v.as_str().is_some_and(|s| s.ends_with(suffix))
+}
+
 /// A scratch directory under target/, removed on drop.
 pub struct Scratch(pub PathBuf);
 
