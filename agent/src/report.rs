@@ -53,9 +53,9 @@ pub struct BlockedGoroutine {
     pub start_function: Option<String>,
     /// The code that blocked: the first frame of the stack outside the runtime and sync.
     pub blocked_at: Option<BlockingSite>,
-    /// Its stack at the park, innermost first, inlined frames included (from the probe's user
-    /// stack, or a frame-pointer walk from `g.sched` for goroutines found by the scan).
-    pub stack: Vec<crate::unwind::StackFrame>,
+    /// Its stack at the park: an index into `Report::stacks` (goroutines blocked at the same
+    /// site share one entry, symbolized once).
+    pub stack: Option<usize>,
     /// Which mechanism established the block: "uprobe" (seen parking) or "scan" (goroutine table).
     pub source: &'static str,
 }
@@ -124,6 +124,10 @@ pub struct Report {
     pub goroutines_seen: usize,
     pub threshold_ns: u64,
     pub blocked: Vec<BlockedGoroutine>,
+    /// The distinct stacks of the blocked goroutines, innermost frame first, inlined frames
+    /// included (from the gopark probe's user stack, or a frame-pointer walk from `g.sched`
+    /// for goroutines found by the scan).
+    pub stacks: Vec<Vec<crate::unwind::StackFrame>>,
     /// Blocked goroutines of the runtime itself (GC workers, finalizer, ...) left out of
     /// `blocked`, as Go's own tracebacks leave them out (src/runtime/traceback.go,
     /// isSystemGoroutine).
@@ -321,6 +325,7 @@ mod tests {
             goroutines_seen: 3,
             threshold_ns: 0,
             runtime_goroutines_hidden: 4,
+            stacks: Vec::new(),
             in_syscall: Vec::new(),
             running: Vec::new(),
             threads: Vec::new(),
@@ -348,7 +353,7 @@ mod tests {
                     function: "main.worker".into(),
                     location: "/src/demo/main.go:20".into(),
                 }),
-                stack: Vec::new(),
+                stack: None,
                 source: "uprobe",
             }],
         };

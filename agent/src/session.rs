@@ -233,6 +233,43 @@ async fn wait_for_exec(pid: u32, exe: &Path) -> bool {
     false
 }
 
+/// Stacks of parked goroutines (goid, g address), by frame-pointer walks from `g.sched`
+/// (src/runtime/runtime2.go, gobuf: mcall saved gopark's pc and frame pointer there), every
+/// read batched across goroutines.
+fn walk_parked(pid: u32, bin: &GoBinary, gs: &[(u64, u64)]) -> HashMap<u64, Vec<u64>> {
+    let mem = crate::memory::ProcessMemory::new(pid);
+    let l = &bin.layout.g;
+    let read_words = |addrs: &[u64], offs: [u32; 2]| -> Vec<Option<[u64; 2]>> {
+        let mut bufs = vec![[0u8; 16]; addrs.len()];
+        let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(addrs.len() * 2);
+        for (a, b) in addrs.iter().zip(bufs.iter_mut()) {
+            let (lo, hi) = b.split_at_mut(8);
+            ranges.push((a + u64::from(offs[0]), lo));
+            ranges.push((a + u64::from(offs[1]), hi));
+        }
+        let ok = mem.read_many(&mut ranges).unwrap_or_default();
+        drop(ranges);
+        bufs.iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true)).then(|| {
+                    let w = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or_default());
+                    [w(&b[..8]), w(&b[8..])]
+                })
+            })
+            .collect()
+    };
+    let addrs: Vec<u64> = gs.iter().map(|&(_, a)| a).collect();
+    let sched = read_words(&addrs, [l.sched_pc, l.sched_bp]);
+    let (goids, starts): (Vec<u64>, Vec<(u64, u64)>) = gs
+        .iter()
+        .zip(sched)
+        .filter_map(|(&(goid, _), w)| w.map(|[pc, bp]| (goid, (pc, bp))))
+        .unzip();
+    let walks = unwind::fp_walk_many(|bps| read_words(bps, [0, 8]), &starts);
+    goids.into_iter().zip(walks).collect()
+}
+
 /// Drains the ring buffer into the model and the NDJSON stream.
 fn consume(
     attached: &mut Attached,
@@ -381,9 +418,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             _ = sigusr1.recv() => {
                 consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
                 let threshold_ns = threshold.as_nanos() as u64;
-                let (blocked, _) =
-                    summary::blocked(&ctx, &model, monotonic_ns(), threshold_ns, &HashMap::new());
-                eprint!("{}", crate::report::render_blocked(&blocked, threshold_ns));
+                let now = monotonic_ns();
+                let found = summary::blocked(&ctx, &model, now, threshold_ns, &HashMap::new());
+                eprint!("{}", crate::report::render_blocked(&found.goroutines, threshold_ns));
             }
             _ = liveness.tick() => {
                 // A target that exits, or execs another program, ends the session.
@@ -424,31 +461,24 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // before the maps go away with the probes), else by walking the parked goroutine's frame
     // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
     let mut stacks = HashMap::new();
-    let mem = crate::memory::ProcessMemory::new(pid);
-    let layout = &bin.layout.g;
+    let mut to_walk = Vec::new();
     for g in model.blocked(now, threshold_ns) {
-        let pcs = match g.stack_id {
-            Some(id) => attached
-                .user_stack(id)
-                .map(|k| unwind::splice_caller(&k, g.park_pc)),
-            None if final_scan && g.g_addr != 0 => {
-                let pc = mem.read_u64(g.g_addr + u64::from(layout.sched_pc)).ok();
-                let bp = mem.read_u64(g.g_addr + u64::from(layout.sched_bp)).ok();
-                pc.zip(bp)
-                    .map(|(pc, bp)| unwind::fp_walk(|a| mem.read_u64(a).ok(), pc, bp))
+        match g.stack_id {
+            Some(id) => {
+                if let Some(k) = attached.user_stack(id) {
+                    stacks.insert(g.goid, unwind::splice_caller(&k, g.park_pc));
+                }
             }
-            None => None,
-        };
-        if let Some(pcs) = pcs {
-            stacks.insert(g.goid, pcs);
+            None if final_scan && g.g_addr != 0 => to_walk.push((g.goid, g.g_addr)),
+            None => {}
         }
     }
+    stacks.extend(walk_parked(pid, &bin, &to_walk));
     drop(attached); // detach every probe now, before the report is rendered
     if let Some(out) = events.as_mut() {
         out.flush()?;
     }
-    let (blocked, runtime_goroutines_hidden) =
-        summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
+    let found = summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
 
     // A spawned program: a signal ends the session but not the program (it got the same
     // Ctrl-C from the terminal, or is left running); its exit status is what `run` returns.
@@ -474,8 +504,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         events_lost: lost,
         goroutines_seen: model.len(),
         threshold_ns,
-        blocked,
-        runtime_goroutines_hidden,
+        blocked: found.goroutines,
+        stacks: found.stacks,
+        runtime_goroutines_hidden: found.runtime_hidden,
         in_syscall,
         running,
         threads: thread_states,

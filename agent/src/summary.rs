@@ -9,7 +9,7 @@ use crate::report::{
 };
 use crate::scan::{Scan, status};
 use crate::threads::{self, ThreadState};
-use crate::unwind;
+use crate::unwind::{self, StackFrame};
 
 /// Everything the report needs to know about the target besides the model.
 pub struct Context<'a> {
@@ -30,8 +30,9 @@ pub fn blocked(
     now: u64,
     threshold_ns: u64,
     stacks: &std::collections::HashMap<u64, Vec<u64>>,
-) -> (Vec<BlockedGoroutine>, usize) {
+) -> Blocked {
     let (bin, bias) = (ctx.bin, ctx.bias);
+    let mut interned = Interner::default();
     let mut blocked = Vec::new();
     let mut runtime_goroutines_hidden = 0;
     for g in model.blocked(now, threshold_ns) {
@@ -57,10 +58,7 @@ pub fn blocked(
             wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
             created_by: creation_site(ctx, g.gopc, g.parent_goid),
             start_function: start_function.map(str::to_string),
-            stack: stacks
-                .get(&g.goid)
-                .map(|pcs| unwind::symbolize(bin, bias, pcs))
-                .unwrap_or_default(),
+            stack: stacks.get(&g.goid).map(|pcs| interned.intern(pcs)),
             blocked_at: None,
             source: if g.parked_before_attach {
                 "scan"
@@ -69,13 +67,52 @@ pub fn blocked(
             },
         });
     }
+    let table: Vec<Vec<StackFrame>> = interned
+        .pcs
+        .iter()
+        .map(|pcs| unwind::symbolize(bin, bias, pcs))
+        .collect();
     for b in &mut blocked {
-        b.blocked_at = unwind::blocking_site(&b.stack).map(|f| BlockingSite {
-            function: f.function.clone(),
-            location: format!("{}:{}", f.file, f.line),
-        });
+        b.blocked_at = b
+            .stack
+            .and_then(|i| unwind::blocking_site(&table[i]))
+            .map(|f| BlockingSite {
+                function: f.function.clone(),
+                location: format!("{}:{}", f.file, f.line),
+            });
     }
-    (blocked, runtime_goroutines_hidden)
+    Blocked {
+        goroutines: blocked,
+        runtime_hidden: runtime_goroutines_hidden,
+        stacks: table,
+    }
+}
+
+/// What [`blocked`] finds.
+pub struct Blocked {
+    pub goroutines: Vec<BlockedGoroutine>,
+    /// The runtime's own blocked goroutines, left out.
+    pub runtime_hidden: usize,
+    /// The distinct stacks, symbolized; `BlockedGoroutine::stack` indexes this.
+    pub stacks: Vec<Vec<StackFrame>>,
+}
+
+/// Distinct PC lists, each given an index once.
+#[derive(Default)]
+struct Interner {
+    pcs: Vec<Vec<u64>>,
+    index: std::collections::HashMap<Vec<u64>, usize>,
+}
+
+impl Interner {
+    fn intern(&mut self, pcs: &[u64]) -> usize {
+        if let Some(&i) = self.index.get(pcs) {
+            return i;
+        }
+        self.pcs.push(pcs.to_vec());
+        self.index.insert(pcs.to_vec(), self.pcs.len() - 1);
+        self.pcs.len() - 1
+    }
 }
 
 /// Whether a goroutine with this start function belongs to the runtime itself

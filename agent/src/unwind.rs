@@ -32,6 +32,39 @@ pub fn fp_walk(read: impl Fn(u64) -> Option<u64>, pc: u64, mut bp: u64) -> Vec<u
     pcs
 }
 
+/// [`fp_walk`] for many stacks at once, one level per round, so that a round costs one batched
+/// read (`read16` reads 16 bytes, [BP] and [BP+8], at each address; None where it faults) instead
+/// of one syscall per frame: 100k parked goroutines take ~10 rounds, not ~1M reads.
+pub fn fp_walk_many(
+    read16: impl Fn(&[u64]) -> Vec<Option<[u64; 2]>>,
+    starts: &[(u64, u64)],
+) -> Vec<Vec<u64>> {
+    let mut stacks: Vec<Vec<u64>> = starts.iter().map(|&(pc, _)| vec![pc]).collect();
+    let mut active: Vec<(usize, u64)> = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, bp))| *bp != 0)
+        .map(|(i, &(_, bp))| (i, bp))
+        .collect();
+    while !active.is_empty() {
+        let addrs: Vec<u64> = active.iter().map(|&(_, bp)| bp).collect();
+        let words = read16(&addrs);
+        let mut next = Vec::with_capacity(active.len());
+        for (&(i, bp), w) in active.iter().zip(words) {
+            let Some([next_bp, ret]) = w else { continue };
+            if ret == 0 || stacks[i].len() >= MAX_FRAMES {
+                continue;
+            }
+            stacks[i].push(ret);
+            if next_bp > bp && next_bp != 0 && stacks[i].len() < MAX_FRAMES {
+                next.push((i, next_bp));
+            }
+        }
+        active = next;
+    }
+    stacks
+}
+
 /// The stack of a park seen by the gopark uprobe: the kernel's frame-pointer walk started at
 /// gopark's first instructions, before gopark pushed its own frame, so it lists gopark and then
 /// skips straight to the caller's caller. The caller's return address (read from [RSP] by the
@@ -131,6 +164,39 @@ mod tests {
         .collect();
         let pcs = fp_walk(|a| mem.get(&a).copied(), 0x400000, 0x1000);
         assert_eq!(pcs, vec![0x400000, 0x401111, 0x402222, 0x403333]);
+    }
+
+    #[test]
+    fn the_batched_walk_equals_single_walks() {
+        let mem: HashMap<u64, u64> = [
+            (0x1000, 0x1040),
+            (0x1008, 0x401111),
+            (0x1040, 0),
+            (0x1048, 0x402222),
+            (0x2000, 0x2000), // a cycle
+            (0x2008, 0x409999),
+        ]
+        .into_iter()
+        .collect();
+        let read = |a: u64| mem.get(&a).copied();
+        let read16 = |addrs: &[u64]| -> Vec<Option<[u64; 2]>> {
+            addrs
+                .iter()
+                .map(|&a| Some([read(a)?, read(a + 8)?]))
+                .collect()
+        };
+        let starts = [
+            (0x400000, 0x1000),
+            (0x500000, 0x2000),
+            (0x600000, 0x3000),
+            (7, 0),
+        ];
+        let many = fp_walk_many(read16, &starts);
+        let single: Vec<Vec<u64>> = starts
+            .iter()
+            .map(|&(pc, bp)| fp_walk(read, pc, bp))
+            .collect();
+        assert_eq!(many, single);
     }
 
     #[test]

@@ -135,6 +135,16 @@ fn run(go_minor: &str, variant: &str) {
             "{g}"
         );
     }
+    // Goroutines blocked at one site share one stack entry, symbolized once.
+    let idx = leaked[0]["stack"].as_u64().expect("a stack for the leaked senders");
+    assert!(leaked.iter().all(|g| g["stack"] == idx), "{report:#}");
+    let frames = report["stacks"][idx as usize].as_array().unwrap();
+    assert_eq!(frames[0]["function"], "runtime.gopark", "{frames:?}");
+    assert!(
+        frames.iter().any(|f| f["function"] == "main.handle.func1"),
+        "{frames:?}"
+    );
+
     // The runtime's own goroutines (GC workers, finalizer) are counted, not listed.
     assert!(
         report["runtime_goroutines_hidden"].as_u64().unwrap() >= 2,
