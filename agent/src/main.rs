@@ -59,6 +59,16 @@ enum Cmd {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// Print every goroutine of a running Go process, in Go's traceback style, with what each
+    /// waits on. Reads the process's memory only: no eBPF, and the target is neither stopped
+    /// nor signalled (needs CAP_SYS_PTRACE, or the same user as the target).
+    Dump {
+        #[arg(long)]
+        pid: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
         binary: PathBuf,
@@ -85,6 +95,16 @@ fn main() {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Inspect { binary, json } => inspect(binary, json),
+        Cmd::Dump { pid, json } => {
+            let gs =
+                blockprobe::dump::dump_pid(pid).with_context(|| format!("dumping pid {pid}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&gs)?);
+            } else {
+                print!("{}", blockprobe::dump::render(&gs));
+            }
+            Ok(())
+        }
         Cmd::Attach {
             pid,
             duration,

@@ -145,7 +145,7 @@ pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
 }
 
 /// The creation site of a goroutine from its `gopc` (runtime address) and parent.
-fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<CreationSite> {
+pub fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<CreationSite> {
     let gopc = gopc.wrapping_sub(ctx.bias);
     // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
     ctx.bin

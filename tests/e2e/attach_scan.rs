@@ -136,7 +136,9 @@ fn run(go_minor: &str, variant: &str) {
         );
     }
     // Goroutines blocked at one site share one stack entry, symbolized once.
-    let idx = leaked[0]["stack"].as_u64().expect("a stack for the leaked senders");
+    let idx = leaked[0]["stack"]
+        .as_u64()
+        .expect("a stack for the leaked senders");
     assert!(leaked.iter().all(|g| g["stack"] == idx), "{report:#}");
     let frames = report["stacks"][idx as usize].as_array().unwrap();
     assert_eq!(frames[0]["function"], "runtime.gopark", "{frames:?}");
