@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::goruntime::GoBinary;
 use crate::memory::ProcessMemory;
+use crate::model::Goroutine;
 use crate::scan::{Scan, ScannedG, status};
 use crate::summary::{self, Context};
 use crate::unwind::{self, StackFrame};
@@ -30,14 +31,8 @@ pub struct DumpedGoroutine {
 
 /// Dumps the goroutines of a live process: reads its executable and its goroutine table.
 pub fn dump_pid(pid: u32) -> Result<Vec<DumpedGoroutine>, crate::session::SessionError> {
-    let exe = crate::procfs::exe_path(pid)?;
-    let bin = GoBinary::open_as(format!("/proc/{pid}/exe"), &exe)?;
-    let bias = crate::procfs::load_bias(
-        &crate::procfs::maps(pid)?,
-        &exe.to_string_lossy(),
-        &bin.load_segments(),
-    )
-    .unwrap_or(0);
+    let (bin, exe) = crate::session::open_target(pid)?;
+    let bias = crate::session::load_bias(pid, &exe, &bin);
     let scan = crate::scan::Scanner::new(&bin, pid, bias)?.scan()?;
     Ok(collect(
         &bin,
@@ -57,27 +52,31 @@ pub fn collect(
     now_ns: u64,
 ) -> Vec<DumpedGoroutine> {
     let ctx = Context { bin, bias };
-    let mem = ProcessMemory::new(pid);
     let l = &bin.layout.g;
-    let word = |a: u64| mem.read_u64(a).ok();
+    // Where each stack can be walked from: a parked goroutine's gobuf (mcall saved it in
+    // gopark), a goroutine in a syscall's saved syscall pc/bp (src/runtime/proc.go,
+    // reentersyscall; syscallbp exists from Go 1.23). A running goroutine's are stale.
+    let walks: Vec<(u64, u64, [u32; 2])> = scan
+        .goroutines
+        .iter()
+        .filter_map(|g| {
+            let offs = match g.status {
+                status::WAITING | status::RUNNABLE | status::PREEMPTED => {
+                    Some([l.sched_pc, l.sched_bp])
+                }
+                status::SYSCALL => l.syscallbp.map(|bp| [l.syscallpc, bp]),
+                _ => None,
+            }?;
+            Some((g.goid, g.addr, offs))
+        })
+        .collect();
+    let stacks = unwind::walk_from_gs(&ProcessMemory::new(pid), &walks);
     scan.goroutines
         .iter()
         .map(|g| {
-            // Where its stack can be walked from: a parked goroutine's gobuf (mcall saved it in
-            // gopark), a goroutine in a syscall's saved syscall pc/bp (src/runtime/proc.go,
-            // reentersyscall; syscallbp exists from Go 1.23).
-            let start = match g.status {
-                status::WAITING | status::RUNNABLE | status::PREEMPTED => {
-                    word(g.addr + u64::from(l.sched_pc)).zip(word(g.addr + u64::from(l.sched_bp)))
-                }
-                status::SYSCALL => l.syscallbp.and_then(|bp_off| {
-                    word(g.addr + u64::from(l.syscallpc)).zip(word(g.addr + u64::from(bp_off)))
-                }),
-                _ => None,
-            };
-            let stack = start
-                .map(|(pc, bp)| unwind::fp_walk(word, pc, bp))
-                .map(|pcs| unwind::symbolize(bin, bias, &pcs))
+            let stack = stacks
+                .get(&g.goid)
+                .map(|pcs| unwind::symbolize(bin, bias, pcs))
                 .unwrap_or_default();
             let (object_kind, object) = object_of(bin, g);
             DumpedGoroutine {
@@ -103,18 +102,16 @@ fn state_of(bin: &GoBinary, g: &ScannedG) -> String {
     }
 }
 
+/// What a waiting goroutine waits on, by the same rule as the session's reports.
 fn object_of(bin: &GoBinary, g: &ScannedG) -> (Option<String>, Option<String>) {
-    let reason = bin.wait_reason(g.wait_reason);
-    if let Some(addr) = g.sema_addr
-        && let Some(kind) = crate::goruntime::syncobj::kind_for_reason(&reason)
-        && let Some((name, obj)) = crate::goruntime::syncobj::object_of(kind as u32, addr, &reason)
-    {
-        return (Some(name.into()), Some(format!("{obj:#x}")));
+    if g.status != status::WAITING {
+        return (None, None);
     }
-    match g.wait_chans.first() {
-        Some(c) if reason == "select" => (Some("select".into()), Some(format!("{c:#x}"))),
-        Some(c) => (Some("chan".into()), Some(format!("{c:#x}"))),
-        None => (None, None),
+    let mut view = Goroutine::default();
+    view.set_scanned_wait(g, &bin.wait_reason(g.wait_reason));
+    match summary::wait_object(bin, &view) {
+        ("none", _) => (None, None),
+        (kind, addr) => (Some(kind.to_string()), Some(summary::hex(addr))),
     }
 }
 

@@ -50,6 +50,22 @@ pub struct Goroutine {
     pub g_addr: u64,
 }
 
+impl Goroutine {
+    /// Takes what a goroutine-table scan found a waiting goroutine blocked on: its reason,
+    /// its channels (`g.waiting`), and the semaphore it queues on, whose primitive the wait
+    /// reason names (`wait_reason` is the reason's name in this binary).
+    pub fn set_scanned_wait(&mut self, sg: &crate::scan::ScannedG, wait_reason: &str) {
+        self.parked_before_attach = true;
+        self.reason = sg.wait_reason;
+        self.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
+        self.wait_chans = sg.wait_chans.clone();
+        self.n_wait_chans = sg.wait_chans.len() as u32;
+        self.sema = sg.sema_addr.and_then(|addr| {
+            crate::goruntime::syncobj::kind_for_reason(wait_reason).map(|k| (addr, k as u32))
+        });
+    }
+}
+
 /// All goroutines seen by the probes.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -143,15 +159,7 @@ impl Model {
                     scan_ns
                 };
                 g.parked_at_ns = Some(since);
-                g.parked_before_attach = true;
-                g.reason = sg.wait_reason;
-                g.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
-                g.wait_chans = sg.wait_chans.clone();
-                g.n_wait_chans = sg.wait_chans.len() as u32;
-                g.sema = sg.sema_addr.and_then(|addr| {
-                    crate::goruntime::syncobj::kind_for_reason(&reason_name(sg.wait_reason))
-                        .map(|k| (addr, k as u32))
-                });
+                g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
             }
         }
     }

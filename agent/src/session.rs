@@ -92,11 +92,23 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Opens the target's binary through /proc (so a deleted or replaced file still resolves).
-pub fn open_target(pid: u32) -> Result<GoBinary, SessionError> {
+/// A running target's binary, opened through /proc (so a deleted or replaced file still
+/// resolves), and the executable it runs now.
+pub fn open_target(pid: u32) -> Result<(GoBinary, PathBuf), SessionError> {
     let exe = procfs::exe_path(pid)?;
-    let bin = GoBinary::open_as(format!("/proc/{pid}/exe"), exe)?;
-    Ok(bin)
+    let bin = GoBinary::open_as(format!("/proc/{pid}/exe"), &exe)?;
+    Ok((bin, exe))
+}
+
+/// The load bias of `exe` (running as `pid`): runtime address = link-time address + bias.
+/// 0 for a non-PIE binary, and for a target already gone or changed (no mapping of `exe`).
+pub fn load_bias(pid: u32, exe: &Path, bin: &GoBinary) -> u64 {
+    procfs::load_bias(
+        &procfs::maps(pid).unwrap_or_default(),
+        &exe.to_string_lossy(),
+        &bin.load_segments(),
+    )
+    .unwrap_or(0)
 }
 
 /// `program` as execvp would find it: a path with a slash as is, else the first match on PATH.
@@ -233,43 +245,6 @@ async fn wait_for_exec(pid: u32, exe: &Path) -> bool {
     false
 }
 
-/// Stacks of parked goroutines (goid, g address), by frame-pointer walks from `g.sched`
-/// (src/runtime/runtime2.go, gobuf: mcall saved gopark's pc and frame pointer there), every
-/// read batched across goroutines.
-fn walk_parked(pid: u32, bin: &GoBinary, gs: &[(u64, u64)]) -> HashMap<u64, Vec<u64>> {
-    let mem = crate::memory::ProcessMemory::new(pid);
-    let l = &bin.layout.g;
-    let read_words = |addrs: &[u64], offs: [u32; 2]| -> Vec<Option<[u64; 2]>> {
-        let mut bufs = vec![[0u8; 16]; addrs.len()];
-        let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(addrs.len() * 2);
-        for (a, b) in addrs.iter().zip(bufs.iter_mut()) {
-            let (lo, hi) = b.split_at_mut(8);
-            ranges.push((a + u64::from(offs[0]), lo));
-            ranges.push((a + u64::from(offs[1]), hi));
-        }
-        let ok = mem.read_many(&mut ranges).unwrap_or_default();
-        drop(ranges);
-        bufs.iter()
-            .enumerate()
-            .map(|(i, b)| {
-                (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true)).then(|| {
-                    let w = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or_default());
-                    [w(&b[..8]), w(&b[8..])]
-                })
-            })
-            .collect()
-    };
-    let addrs: Vec<u64> = gs.iter().map(|&(_, a)| a).collect();
-    let sched = read_words(&addrs, [l.sched_pc, l.sched_bp]);
-    let (goids, starts): (Vec<u64>, Vec<(u64, u64)>) = gs
-        .iter()
-        .zip(sched)
-        .filter_map(|(&(goid, _), w)| w.map(|[pc, bp]| (goid, (pc, bp))))
-        .unzip();
-    let walks = unwind::fp_walk_many(|bps| read_words(bps, [0, 8]), &starts);
-    goids.into_iter().zip(walks).collect()
-}
-
 /// Drains the ring buffer into the model and the NDJSON stream.
 fn consume(
     attached: &mut Attached,
@@ -304,8 +279,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let (bin, attached, mut gate, exe_at_start) = match &target {
         TargetSpec::Pid(pid) => {
             // What the target runs now: if it execs something else later, the session ends.
-            let exe = procfs::exe_path(*pid)?;
-            let bin = GoBinary::open_as(format!("/proc/{pid}/exe"), &exe)?;
+            let (bin, exe) = open_target(*pid)?;
             let attached = Attached::attach(*pid, &bin, &probes)?;
             if let Some(f) = on_attached.take() {
                 f(&attached);
@@ -345,14 +319,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             None
         }
     };
-    // A target that is already gone or changed shows no mapping of its executable: bias 0,
-    // and the loop below ends the session at its first liveness check.
-    let bias = procfs::load_bias(
-        &procfs::maps(pid).unwrap_or_default(),
-        &exe_at_start.to_string_lossy(),
-        &bin.load_segments(),
-    )
-    .unwrap_or(0);
+    // A target already gone or changed gets bias 0; the loop below then ends the session at
+    // its first liveness check.
+    let bias = load_bias(pid, &exe_at_start, &bin);
     let probe_info: Vec<ProbeInfo> = attached
         .probes
         .iter()
@@ -469,11 +438,18 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     stacks.insert(g.goid, unwind::splice_caller(&k, g.park_pc));
                 }
             }
-            None if final_scan && g.g_addr != 0 => to_walk.push((g.goid, g.g_addr)),
+            None if final_scan && g.g_addr != 0 => to_walk.push((
+                g.goid,
+                g.g_addr,
+                [bin.layout.g.sched_pc, bin.layout.g.sched_bp],
+            )),
             None => {}
         }
     }
-    stacks.extend(walk_parked(pid, &bin, &to_walk));
+    stacks.extend(unwind::walk_from_gs(
+        &crate::memory::ProcessMemory::new(pid),
+        &to_walk,
+    ));
     drop(attached); // detach every probe now, before the report is rendered
     if let Some(out) = events.as_mut() {
         out.flush()?;

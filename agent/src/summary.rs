@@ -18,7 +18,7 @@ pub struct Context<'a> {
     pub bias: u64,
 }
 
-pub(crate) fn hex(v: u64) -> String {
+pub fn hex(v: u64) -> String {
     format!("{v:#x}")
 }
 

@@ -1,40 +1,24 @@
 //! Go stacks from frame pointers, and their symbolization from the pclntab.
 //!
 //! Go keeps frame pointers on amd64 (src/cmd/compile/abi-internal.md, "Frame pointer"): each
-//! frame stores the caller's BP at [BP] and the return address at [BP+8]. Pure functions over a
-//! memory reader, so they run on captured bytes in tests.
+//! frame stores the caller's BP at [BP] and the return address at [BP+8]. The walkers are pure
+//! functions over a memory reader, so they run on captured bytes in tests; `walk_from_gs` binds
+//! them to a live process.
 
 use serde::Serialize;
 
 use crate::goruntime::GoBinary;
+use crate::memory::ProcessMemory;
 
 /// Most frames followed in one walk (a torn or cyclic chain must end).
 pub const MAX_FRAMES: usize = 64;
 
-/// Walks the frame-pointer chain. `pc` is the innermost PC, `bp` that frame's frame pointer;
-/// `read` reads a u64 of the target. Stops at a zero or non-increasing BP (stacks grow down, so
-/// callers' frames are at higher addresses), a zero return address, or a failed read.
-pub fn fp_walk(read: impl Fn(u64) -> Option<u64>, pc: u64, mut bp: u64) -> Vec<u64> {
-    let mut pcs = vec![pc];
-    while pcs.len() < MAX_FRAMES && bp != 0 {
-        let (Some(next_bp), Some(ret)) = (read(bp), read(bp.wrapping_add(8))) else {
-            break;
-        };
-        if ret == 0 {
-            break;
-        }
-        pcs.push(ret);
-        if next_bp <= bp {
-            break;
-        }
-        bp = next_bp;
-    }
-    pcs
-}
-
-/// [`fp_walk`] for many stacks at once, one level per round, so that a round costs one batched
-/// read (`read16` reads 16 bytes, [BP] and [BP+8], at each address; None where it faults) instead
-/// of one syscall per frame: 100k parked goroutines take ~10 rounds, not ~1M reads.
+/// Walks the frame-pointer chains of many stacks at once. Each start is (innermost PC, that
+/// frame's BP). A walk stops at a zero or non-increasing BP (stacks grow down, so callers'
+/// frames are at higher addresses), a zero return address, a failed read, or [`MAX_FRAMES`].
+/// One level per round, so a round costs one batched read (`read16` reads [BP] and [BP+8] at
+/// each address; None where it faults) instead of one syscall per frame: 100k parked goroutines
+/// take ~10 rounds, not ~1M reads.
 pub fn fp_walk_many(
     read16: impl Fn(&[u64]) -> Vec<Option<[u64; 2]>>,
     starts: &[(u64, u64)],
@@ -63,6 +47,48 @@ pub fn fp_walk_many(
         active = next;
     }
     stacks
+}
+
+/// Stacks of goroutines of a live process, walked from a (pc, bp) pair saved in each `runtime.g`:
+/// `gs` holds (key, g address, [offset of the pc, offset of the bp]), e.g. `g.sched` for a
+/// parked goroutine or `g.syscallpc`/`g.syscallbp` for one in a system call. Every read is
+/// batched across goroutines ([`fp_walk_many`]). Returns key → PCs; a goroutine whose saved
+/// registers cannot be read is left out.
+pub fn walk_from_gs(
+    mem: &ProcessMemory,
+    gs: &[(u64, u64, [u32; 2])],
+) -> std::collections::HashMap<u64, Vec<u64>> {
+    // Two words per address, at two offsets each: one process_vm_readv per ≤512 addresses.
+    let read_pairs = |at: &[(u64, [u32; 2])]| -> Vec<Option<[u64; 2]>> {
+        let mut bufs = vec![[0u8; 16]; at.len()];
+        let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(at.len() * 2);
+        for (&(a, offs), b) in at.iter().zip(bufs.iter_mut()) {
+            let (lo, hi) = b.split_at_mut(8);
+            ranges.push((a + u64::from(offs[0]), lo));
+            ranges.push((a + u64::from(offs[1]), hi));
+        }
+        let ok = mem.read_many(&mut ranges).unwrap_or_default();
+        drop(ranges);
+        let word = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or_default());
+        bufs.iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true))
+                    .then(|| [word(&b[..8]), word(&b[8..])])
+            })
+            .collect()
+    };
+    let saved: Vec<(u64, [u32; 2])> = gs.iter().map(|&(_, a, offs)| (a, offs)).collect();
+    let (keys, starts): (Vec<u64>, Vec<(u64, u64)>) = gs
+        .iter()
+        .zip(read_pairs(&saved))
+        .filter_map(|(&(key, _, _), w)| w.map(|[pc, bp]| (key, (pc, bp))))
+        .unzip();
+    let frame = |bps: &[u64]| -> Vec<Option<[u64; 2]>> {
+        let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
+        read_pairs(&at)
+    };
+    keys.into_iter().zip(fp_walk_many(frame, &starts)).collect()
 }
 
 /// The stack of a park seen by the gopark uprobe: the kernel's frame-pointer walk started at
@@ -149,6 +175,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// One walk over captured memory.
+    fn fp_walk(read: impl Fn(u64) -> Option<u64>, pc: u64, bp: u64) -> Vec<u64> {
+        let read16 = |addrs: &[u64]| -> Vec<Option<[u64; 2]>> {
+            addrs
+                .iter()
+                .map(|&a| Some([read(a)?, read(a.wrapping_add(8))?]))
+                .collect()
+        };
+        fp_walk_many(read16, &[(pc, bp)]).pop().unwrap_or_default()
+    }
+
     #[test]
     fn walks_a_captured_frame_chain() {
         // A stack window: three frames at 0x1000, 0x1040, 0x1080, then a zero BP.
@@ -167,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn the_batched_walk_equals_single_walks() {
+    fn a_batch_walks_each_stack_on_its_own() {
         let mem: HashMap<u64, u64> = [
             (0x1000, 0x1040),
             (0x1008, 0x401111),
@@ -178,11 +215,10 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let read = |a: u64| mem.get(&a).copied();
         let read16 = |addrs: &[u64]| -> Vec<Option<[u64; 2]>> {
             addrs
                 .iter()
-                .map(|&a| Some([read(a)?, read(a + 8)?]))
+                .map(|&a| Some([*mem.get(&a)?, *mem.get(&(a + 8))?]))
                 .collect()
         };
         let starts = [
@@ -191,12 +227,15 @@ mod tests {
             (0x600000, 0x3000),
             (7, 0),
         ];
-        let many = fp_walk_many(read16, &starts);
-        let single: Vec<Vec<u64>> = starts
-            .iter()
-            .map(|&(pc, bp)| fp_walk(read, pc, bp))
-            .collect();
-        assert_eq!(many, single);
+        assert_eq!(
+            fp_walk_many(read16, &starts),
+            vec![
+                vec![0x400000, 0x401111, 0x402222],
+                vec![0x500000, 0x409999],
+                vec![0x600000],
+                vec![7],
+            ]
+        );
     }
 
     #[test]
