@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, ends_with, prepare};
+use blockprobe_tests::{Proc, Scratch, attach_for, ends_with, kv, prepare};
 use serde_json::Value;
 
 fn demo_line(needle: &str) -> usize {
@@ -28,32 +28,8 @@ fn run(go_minor: &str, variant: &str) {
     target
         .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
         .expect("demo ready");
-    let mutex_of = |k: &str| {
-        accounts
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap_or_else(|| panic!("{k} in {accounts}"))
-            .to_string()
-    };
-    let (a_mu, b_mu) = (mutex_of("a.mu="), mutex_of("b.mu="));
-
-    let mut agent = Proc::spawn(
-        Command::new(blockprobe_bin())
-            .args(["attach", "--pid", &target.pid().to_string()])
-            .args(["--duration", "700ms", "--threshold", "0s", "--json"])
-            .arg(&report_path),
-    )
-    .expect("start blockprobe");
-    let status = agent
-        .wait_timeout(Duration::from_secs(30))
-        .expect("blockprobe ends after --duration");
-    assert!(
-        status.success(),
-        "blockprobe failed: {:?}",
-        agent.drain_stderr()
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report")).unwrap();
+    let (a_mu, b_mu) = (kv(&accounts, "a.mu"), kv(&accounts, "b.mu"));
+    let report = attach_for(target.pid(), "700ms", &report_path);
     assert_eq!(report["end_reason"], "duration");
     let blocked = report["blocked"].as_array().expect("blocked list");
 

@@ -4,8 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, prepare};
-use serde_json::Value;
+use blockprobe_tests::{Proc, Scratch, attach_for, kv, prepare};
 
 fn run(go_minor: &str, variant: &str) {
     let Some(fixture) = prepare(go_minor, variant, "cgoblock") else {
@@ -17,23 +16,8 @@ fn run(go_minor: &str, variant: &str) {
     let ready = target
         .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
         .expect("cgoblock ready");
-    let chan = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("chan="))
-        .expect("chan= in the ready line")
-        .to_string();
-
-    let mut agent = Proc::spawn(
-        Command::new(blockprobe_bin())
-            .args(["attach", "--pid", &target.pid().to_string()])
-            .args(["--duration", "300ms", "--threshold", "0s", "--json"])
-            .arg(&report_path),
-    )
-    .unwrap();
-    let status = agent.wait_timeout(Duration::from_secs(30)).unwrap();
-    assert!(status.success(), "{:?}", agent.drain_stderr());
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let chan = kv(&ready, "chan");
+    let report = attach_for(target.pid(), "300ms", &report_path);
     assert_eq!(report["target"]["cgo"], true, "{report:#}");
     assert_eq!(report["target"]["pie"], variant == "pie");
     let receiver = report["blocked"]

@@ -6,9 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use blockprobe_tests::{
-    Proc, Scratch, attach_agent, blockprobe_bin, prepare, skip_or_fail, start_ready,
+    Proc, Scratch, attach_agent, blockprobe_bin, prepare, read_report, skip_or_fail, start_ready,
 };
-use serde_json::Value;
 
 fn blockprobe(args: &[&str]) -> (i32, String) {
     let out = Command::new(blockprobe_bin())
@@ -53,8 +52,7 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
         .wait_timeout(Duration::from_secs(10))
         .expect("blockprobe ends when its target exits");
     assert!(status.success(), "{:?}", agent.drain_stderr());
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report = read_report(&report_path);
     assert_eq!(report["end_reason"], "target-exited");
     // What was blocked when it died is still reported (the goleak use case).
     let reasons: Vec<&str> = report["blocked"]
@@ -81,8 +79,7 @@ fn target_exec_ing_another_program_ends_the_session() {
         .wait_timeout(Duration::from_secs(10))
         .expect("blockprobe ends when its target execs");
     assert!(status.success(), "{:?}", agent.drain_stderr());
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let report = read_report(&report_path);
     assert_eq!(report["end_reason"], "target-exited");
     // The new program runs on, untouched.
     std::thread::sleep(Duration::from_millis(200));

@@ -4,8 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use blockprobe_tests::{Scratch, blockprobe_bin, ends_with, prepare};
-use serde_json::Value;
+use blockprobe_tests::{Scratch, blockprobe_bin, ends_with, kv, prepare, read_report};
 
 fn line_of(needle: &str) -> usize {
     blockprobe_tests::source_line("leaky", needle)
@@ -44,17 +43,8 @@ fn run(go_minor: &str, variant: &str) {
         .lines()
         .find(|l| l.starts_with("leaked "))
         .unwrap_or_else(|| panic!("leaked line in {stderr}"));
-    let field = |k: &str| {
-        leaked
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap()
-            .to_string()
-    };
-    let (chan, mutex) = (field("chan="), field("mutex="));
-
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let (chan, mutex) = (kv(leaked, "chan"), kv(leaked, "mutex"));
+    let report = read_report(&report_path);
     assert_eq!(report["end_reason"], "target-exited");
     assert_eq!(report["exit_code"], 3);
     assert_eq!(report["events_lost"], 0);

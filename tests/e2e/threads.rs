@@ -12,8 +12,8 @@ use std::time::Duration;
 use blockprobe::memory::ProcessMemory;
 use blockprobe::probes::Attached;
 use blockprobe::scan::{Scanner, status};
+use blockprobe::session;
 use blockprobe::threads::{ThreadState, attach_sched, list_tasks, read_threads, thread_of_g};
-use blockprobe::{procfs, session};
 use blockprobe_tests::{Proc, prepare};
 
 fn names(t: &ThreadState) -> Vec<&str> {
@@ -34,7 +34,7 @@ fn run(go_minor: &str, variant: &str) {
     std::thread::sleep(Duration::from_millis(200));
     let pid = target.pid();
 
-    let bin = session::open_target(pid).unwrap_or_else(|e| panic!("open target: {e}"));
+    let (bin, exe) = session::open_target(pid).unwrap_or_else(|e| panic!("open target: {e}"));
     let mut attached =
         Attached::attach(pid, &bin, &[]).unwrap_or_else(|e| panic!("load the eBPF object: {e}"));
     let info = attach_sched(attached.ebpf_mut(), pid)
@@ -47,13 +47,7 @@ fn run(go_minor: &str, variant: &str) {
     assert!(info.seeded >= 2, "{info:?}");
 
     // The goroutine inside C read() is in _Gsyscall; its M's procid is the blocked thread.
-    let exe = procfs::exe_path(pid).unwrap();
-    let bias = procfs::load_bias(
-        &procfs::maps(pid).unwrap(),
-        &exe.to_string_lossy(),
-        &bin.load_segments(),
-    )
-    .unwrap_or(0);
+    let bias = session::load_bias(pid, &exe, &bin);
     let scan = Scanner::new(&bin, pid, bias).unwrap().scan().unwrap();
     let in_syscall: Vec<_> = scan
         .goroutines

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use blockprobe_tests::{Scratch, attach_agent, ends_with, prepare, start_ready};
+use blockprobe_tests::{Scratch, attach_agent, ends_with, prepare, read_report, start_ready};
 use serde_json::Value;
 
 struct Blocked {
@@ -84,9 +84,7 @@ fn run(go_minor: &str, variant: &str) {
         agent.drain_stderr()
     );
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report written"))
-            .expect("report is JSON");
+    let report = read_report(&report_path);
     assert_eq!(report["end_reason"], "signal");
     assert_eq!(report["events_lost"], 0);
     assert_eq!(report["target"]["pie"], variant == "pie");

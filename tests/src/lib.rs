@@ -280,6 +280,42 @@ pub fn attach_agent(pid: u32, report: &Path, args: &[&str]) -> Proc {
     agent
 }
 
+/// Runs `blockprobe attach --pid PID --duration D --threshold 0s --json REPORT` to its end,
+/// checks it succeeded, and returns the report.
+pub fn attach_for(pid: u32, duration: &str, report: &Path) -> serde_json::Value {
+    let mut agent = Proc::spawn(
+        Command::new(blockprobe_bin())
+            .args(["attach", "--pid", &pid.to_string()])
+            .args(["--duration", duration, "--threshold", "0s", "--json"])
+            .arg(report),
+    )
+    .expect("start blockprobe");
+    let status = agent
+        .wait_timeout(Duration::from_secs(30))
+        .expect("blockprobe ends after --duration");
+    assert!(
+        status.success(),
+        "blockprobe failed: {:?}",
+        agent.drain_stderr()
+    );
+    read_report(report)
+}
+
+/// The JSON report blockprobe wrote to `path`.
+pub fn read_report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("report written");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// The value of `key=` in a whitespace-separated line, e.g. `kv("ready pid=7", "pid")`.
+pub fn kv(line: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .to_string()
+}
+
 /// Whether a JSON string value ends with `suffix` (e.g. a `file:line` location).
 pub fn ends_with(v: &serde_json::Value, suffix: &str) -> bool {
     v.as_str().is_some_and(|s| s.ends_with(suffix))
