@@ -10,7 +10,7 @@ use crate::memory::ProcessMemory;
 use crate::model::Goroutine;
 use crate::scan::{Scan, ScannedG, status};
 use crate::summary::{self, Context};
-use crate::unwind::{self, StackFrame};
+use crate::unwind::{self, Innermost, StackFrame};
 
 /// One goroutine as `dump` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,13 @@ pub struct DumpedGoroutine {
     pub object_kind: Option<String>,
     pub object: Option<String>,
     /// Innermost first. Empty for a running goroutine: its saved context is stale while it runs,
-    /// and reading its live stack would need stopping it.
+    /// and reading its live stack would need stopping it. Every frame, the runtime's included,
+    /// as Go's traceback shows them at GOTRACEBACK=system; at its default level it hides the
+    /// runtime's unexported functions and compiler-generated wrappers (src/runtime/traceback.go
+    /// `showfuncinfo`), which `StackFrame::wrapper` marks. Positions are looked up as that
+    /// traceback does (`unwinder.symPC`): every PC walked from a saved context is a return
+    /// address (see `unwind::lookup_pcs`). tests/e2e/dump.rs checks all of this against the
+    /// traceback a fixture prints of itself.
     pub stack: Vec<StackFrame>,
     pub created_by: Option<crate::report::CreationSite>,
 }
@@ -70,15 +76,16 @@ pub fn collect(
             Some((g.goid, g.addr, offs))
         })
         .collect();
-    let stacks = unwind::walk_from_gs(&ProcessMemory::new(pid), &walks);
+    let mem = ProcessMemory::new(pid);
+    let stacks = unwind::walk_from_gs(&mem, &walks);
     scan.goroutines
         .iter()
         .map(|g| {
-            let stack = stacks
-                .get(&g.goid)
-                .map(|pcs| unwind::symbolize(bin, bias, pcs))
+            let pcs = stacks.get(&g.goid);
+            let stack = pcs
+                .map(|pcs| unwind::symbolize_stack(bin, bias, pcs, Innermost::ReturnAddress))
                 .unwrap_or_default();
-            let (object_kind, object) = object_of(bin, g);
+            let (object_kind, object) = object_of(bin, bias, &mem, g, pcs.map_or(&[], |p| p));
             DumpedGoroutine {
                 goid: g.goid,
                 state: state_of(bin, g),
@@ -102,13 +109,25 @@ fn state_of(bin: &GoBinary, g: &ScannedG) -> String {
     }
 }
 
-/// What a waiting goroutine waits on, by the same rule as the session's reports.
-fn object_of(bin: &GoBinary, g: &ScannedG) -> (Option<String>, Option<String>) {
+/// What a waiting goroutine waits on, by the same rule as the session's reports (the stack
+/// settles pre-1.24 WaitGroups and Conds, see `syncwait`).
+fn object_of(
+    bin: &GoBinary,
+    bias: u64,
+    mem: &ProcessMemory,
+    g: &ScannedG,
+    pcs: &[u64],
+) -> (Option<String>, Option<String>) {
     if g.status != status::WAITING {
         return (None, None);
     }
-    let mut view = Goroutine::default();
+    let mut view = Goroutine {
+        g_addr: g.addr,
+        reason: g.wait_reason,
+        ..Goroutine::default()
+    };
     view.set_scanned_wait(g, &bin.wait_reason(g.wait_reason));
+    crate::syncwait::refine(bin, bias, mem, &mut view, pcs);
     match summary::wait_object(bin, &view) {
         ("none", _) => (None, None),
         (kind, addr) => (Some(kind.to_string()), Some(summary::hex(addr))),
@@ -163,6 +182,7 @@ mod tests {
                 file: "/src/main.go".into(),
                 line: 41,
                 inlined: false,
+                wrapper: false,
             }],
             created_by: Some(crate::report::CreationSite {
                 function: "main.main".into(),

@@ -18,23 +18,18 @@ pub fn write_event(out: &mut dyn Write, ctx: &Context<'_>, ev: &GoEvent) -> std:
                 goid: ev.goid,
                 reason: ev.reason,
                 wait_obj: ev.obj,
+                park_pc: ev.caller_pc,
+                tid: ev.tid,
+                gopc: ev.gopc,
+                startpc: ev.startpc,
+                parent_goid: ev.parent_goid,
+                n_wait_chans: ev.n_chans,
                 ..Goroutine::default()
             };
             let n = (ev.n_chans as usize).min(ev.chans.len());
             g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
             g.sema = (ev.sema_kind != 0).then_some((ev.sema_addr, ev.sema_kind));
-            let (kind, obj) = wait_object(bin, &g);
-            json!({
-                "ts_ns": ev.ts_ns, "event": "park", "goid": ev.goid, "tid": ev.tid,
-                "wait_reason": bin.wait_reason(ev.reason), "wait_reason_code": ev.reason,
-                "object_kind": kind, "object": hex(obj),
-                "wait_chans": g.wait_chans.iter().map(|&c| hex(c)).collect::<Vec<_>>(),
-                "n_wait_chans": ev.n_chans,
-                "parked_in": func(ev.caller_pc),
-                "start_function": func(ev.startpc), "created_at": func(ev.gopc),
-                "parent_goid": ev.parent_goid,
-                "source": "uprobe",
-            })
+            park_json(ctx, &g, ev.ts_ns, "uprobe")
         }
         Ok(EventKind::Ready) => json!({
             "ts_ns": ev.ts_ns, "event": "ready", "goid": ev.goid, "tid": ev.tid,
@@ -51,6 +46,51 @@ pub fn write_event(out: &mut dyn Write, ctx: &Context<'_>, ev: &GoEvent) -> std:
         }),
         Err(kind) => json!({ "ts_ns": ev.ts_ns, "event": "unknown", "kind": kind }),
     };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+/// A park as JSON. `source` says which mode saw it: "uprobe" (precise: `ts_ns` is the park
+/// itself) or "scan" (scan mode: `ts_ns` is the first scan that saw the wait, or the runtime's
+/// `g.waitsince` if earlier; `parked_in` and `tid` are unknown).
+fn park_json(ctx: &Context<'_>, g: &Goroutine, ts_ns: u64, source: &str) -> serde_json::Value {
+    let (bin, bias) = (ctx.bin, ctx.bias);
+    let func = |pc: u64| {
+        (pc != 0)
+            .then(|| bin.func_name(pc.wrapping_sub(bias)))
+            .flatten()
+    };
+    let (kind, obj) = wait_object(bin, g);
+    json!({
+        "ts_ns": ts_ns, "event": "park", "goid": g.goid, "tid": g.tid,
+        "wait_reason": bin.wait_reason(g.reason), "wait_reason_code": g.reason,
+        "object_kind": kind, "object": hex(obj),
+        "wait_chans": g.wait_chans.iter().map(|&c| hex(c)).collect::<Vec<_>>(),
+        "n_wait_chans": g.n_wait_chans,
+        "parked_in": func(g.park_pc),
+        "start_function": func(g.startpc), "created_at": func(g.gopc),
+        "parent_goid": g.parent_goid,
+        "source": source,
+    })
+}
+
+/// Scan mode: a goroutine the scans now see blocked (`g.parked_at_ns` is set).
+pub fn write_scan_park(
+    out: &mut dyn Write,
+    ctx: &Context<'_>,
+    g: &Goroutine,
+) -> std::io::Result<()> {
+    let line = park_json(ctx, g, g.parked_at_ns.unwrap_or(0), "scan");
+    serde_json::to_writer(&mut *out, &line)?;
+    out.write_all(b"\n")
+}
+
+/// Scan mode: a blocked goroutine that a scan at `ts_ns` no longer saw waiting the same way.
+/// Who woke it is unknown to a scan (`waker_goid` is null).
+pub fn write_scan_ready(out: &mut dyn Write, goid: u64, ts_ns: u64) -> std::io::Result<()> {
+    let line = json!({
+        "ts_ns": ts_ns, "event": "ready", "goid": goid, "waker_goid": null, "source": "scan",
+    });
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use blockprobe::goruntime::{GoBinary, GoBinaryError};
 use blockprobe::probes::all_probes;
-use blockprobe::session::{self, SessionOptions, TargetSpec};
+use blockprobe::session::{self, Mode, SessionOptions, TargetSpec};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -34,6 +34,20 @@ enum Cmd {
         /// Report goroutines blocked at least this long (shorter waits are normal).
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         threshold: Duration,
+        /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
+        /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
+        /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
+        #[arg(long, value_enum, default_value_t = Mode::Scan)]
+        mode: Mode,
+        /// Scan mode: time between two scans of the goroutine table.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+        scan_interval: Duration,
+        /// Precise mode: stream a park (and its wake-up) only once the wait lasted this long;
+        /// the kernel drops shorter ones, which still count in the per-site wait histograms.
+        /// 0 streams every transition.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
+        min_wait: Duration,
+
         /// Stream events as NDJSON to FILE, or `-` for stdout. SIGUSR1 prints the blocked
         /// goroutines so far on stderr without ending the session.
         #[arg(long, value_name = "FILE|-")]
@@ -49,6 +63,20 @@ enum Cmd {
         /// Report goroutines blocked at least this long.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         threshold: Duration,
+        /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
+        /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
+        /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
+        #[arg(long, value_enum, default_value_t = Mode::Scan)]
+        mode: Mode,
+        /// Scan mode: time between two scans of the goroutine table.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
+        scan_interval: Duration,
+        /// Precise mode: stream a park (and its wake-up) only once the wait lasted this long;
+        /// the kernel drops shorter ones, which still count in the per-site wait histograms.
+        /// 0 streams every transition.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
+        min_wait: Duration,
+
         /// Stream events as NDJSON to FILE (`-` is not allowed: stdout belongs to the program).
         #[arg(long, value_name = "FILE")]
         events: Option<String>,
@@ -109,15 +137,42 @@ fn real_main() -> Result<()> {
             pid,
             duration,
             threshold,
+            mode,
+            scan_interval,
+            min_wait,
             events,
             json,
-        } => attach(pid, duration, threshold, events, json),
+        } => attach(
+            pid,
+            duration,
+            Observe {
+                threshold,
+                mode,
+                scan_interval,
+                min_wait,
+            },
+            events,
+            json,
+        ),
         Cmd::Run {
             threshold,
+            mode,
+            scan_interval,
+            min_wait,
             events,
             json,
             command,
-        } => run(threshold, events, json, command),
+        } => run(
+            Observe {
+                threshold,
+                mode,
+                scan_interval,
+                min_wait,
+            },
+            events,
+            json,
+            command,
+        ),
     }
 }
 
@@ -129,18 +184,29 @@ fn run_session(opts: SessionOptions) -> Result<session::Outcome> {
     Ok(rt.block_on(session::run(opts))?)
 }
 
-fn announce_attached(a: &blockprobe::probes::Attached) {
-    let probes: Vec<String> = a
-        .probes
-        .iter()
-        .map(|p| format!("{}+{}", p.symbol, p.offset_in_func))
-        .collect();
-    eprintln!(
-        "blockprobe: attached to pid {} ({}): {}",
-        a.pid,
-        a.exe.display(),
-        probes.join(" ")
-    );
+/// Says what was attached, before the first event (tests and users wait for this line).
+fn announcer(obs: &Observe) -> session::OnAttached {
+    let how = match obs.mode {
+        Mode::Scan => format!(
+            "scan mode, goroutine table every {}",
+            humantime::format_duration(obs.scan_interval)
+        ),
+        Mode::Precise => "precise mode, uprobes".to_string(),
+        Mode::Trap => "trap mode (benchmarks: one no-op uprobe)".to_string(),
+    };
+    Box::new(move |a: &blockprobe::probes::Attached| {
+        let probes: Vec<String> = a
+            .probes
+            .iter()
+            .map(|p| format!(" {}+{}", p.symbol, p.offset_in_func))
+            .collect();
+        eprintln!(
+            "blockprobe: attached to pid {} ({}): {how}{}",
+            a.pid,
+            a.exe.display(),
+            probes.concat()
+        );
+    })
 }
 
 fn write_json(spec: &str, report: &blockprobe::report::Report) -> Result<()> {
@@ -151,8 +217,16 @@ fn write_json(spec: &str, report: &blockprobe::report::Report) -> Result<()> {
     Ok(())
 }
 
-fn run(
+/// What `attach` and `run` share: how to observe, and what counts as blocked.
+struct Observe {
     threshold: Duration,
+    mode: Mode,
+    scan_interval: Duration,
+    min_wait: Duration,
+}
+
+fn run(
+    obs: Observe,
     events: Option<String>,
     json: Option<String>,
     command: Vec<String>,
@@ -167,16 +241,18 @@ fn run(
             program: PathBuf::from(program),
             args: args.to_vec(),
         },
-        probes: all_probes(),
+        mode: obs.mode,
+        scan_interval: obs.scan_interval,
+        min_wait: obs.min_wait,
         duration: None,
-        threshold,
+        threshold: obs.threshold,
         events,
-        on_attached: Some(Box::new(announce_attached)),
+        on_attached: Some(announcer(&obs)),
     })
     .with_context(|| format!("running {program}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
-        None => eprint!("{}", outcome.report.render_text()),
+        None => print_text(&outcome.report, &mut std::io::stderr().lock()),
     }
     // Exit as the program did (a signal as 128 + N, as shells report it).
     let code = match (outcome.report.exit_code, outcome.report.exit_signal) {
@@ -185,6 +261,19 @@ fn run(
         (None, None) => 0,
     };
     std::process::exit(code);
+}
+
+/// The report as text, streamed to `out` (buffered), not built in memory first.
+fn print_text(report: &blockprobe::report::Report, out: &mut dyn Write) {
+    struct Fmt<'a>(std::io::BufWriter<&'a mut dyn Write>);
+    impl std::fmt::Write for Fmt<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)
+        }
+    }
+    let mut f = Fmt(std::io::BufWriter::new(out));
+    report.write_text(&mut f);
+    let _ = f.0.flush();
 }
 
 fn open_sink(spec: &str) -> Result<Box<dyn Write + Send>> {
@@ -200,7 +289,7 @@ fn open_sink(spec: &str) -> Result<Box<dyn Write + Send>> {
 fn attach(
     pid: u32,
     duration: Option<Duration>,
-    threshold: Duration,
+    obs: Observe,
     events: Option<String>,
     json: Option<String>,
 ) -> Result<()> {
@@ -210,16 +299,18 @@ fn attach(
     let events = events.as_deref().map(open_sink).transpose()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Pid(pid),
-        probes: all_probes(),
+        mode: obs.mode,
+        scan_interval: obs.scan_interval,
+        min_wait: obs.min_wait,
         duration,
-        threshold,
+        threshold: obs.threshold,
         events,
-        on_attached: Some(Box::new(announce_attached)),
+        on_attached: Some(announcer(&obs)),
     })
     .with_context(|| format!("attaching to pid {pid}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
-        None => print!("{}", outcome.report.render_text()),
+        None => print_text(&outcome.report, &mut std::io::stdout().lock()),
     }
     Ok(())
 }

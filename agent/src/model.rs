@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use probes_ebpf::{EventKind, GoEvent};
 use serde::Serialize;
 
@@ -42,12 +44,47 @@ pub struct Goroutine {
     pub wait_chans: Vec<u64>,
     /// How many sudogs `g.waiting` had at the park (a big select may have more than we copy).
     pub n_wait_chans: u32,
-    /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number).
+    /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number; 0 = a
+    /// semaphore found in the runtime's table whose primitive is not known yet).
     pub sema: Option<(u64, u32)>,
     /// The park's user stack in the probes' stack map.
     pub stack_id: Option<u32>,
     /// Address of its `runtime.g` (from the scan), 0 if unknown.
     pub g_addr: u64,
+    /// The current wait was found by the goroutine-table scanner, not seen by a probe: the
+    /// block time is then the first scan that saw it (or `g.waitsince`, if earlier).
+    pub observed_by_scan: bool,
+    /// Scan mode: what the latest scans saw, for the consecutive-scan rule.
+    #[serde(skip)]
+    pub scan_obs: Option<ScanObservation>,
+}
+
+/// What consecutive scans saw of one waiting goroutine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanObservation {
+    /// (status, wait reason, wait object, `g.trackingSeq`): the wait's identity. The last
+    /// tells a goroutine that woke and parked again the same way (a sleep loop) from one that
+    /// never ran in between.
+    pub key: (u32, u32, u64, u8),
+    /// Scans in a row that saw this same key.
+    pub seen: u32,
+    /// CLOCK_MONOTONIC ns of the first of them.
+    pub first_ns: u64,
+    /// The scan generation that saw it last.
+    pub generation: u64,
+}
+
+/// A wait is trusted once this many scans in a row saw it unchanged: one read of a g that the
+/// runtime is rewriting (a torn record, or a g being reused) cannot make a report.
+pub const STABLE_SCANS: u32 = 2;
+
+/// What one scan changed, in scan mode.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanChanges {
+    /// Goroutines now known blocked (seen [`STABLE_SCANS`] times in a row).
+    pub blocked: Vec<u64>,
+    /// Goroutines that were blocked and no longer wait the same way (or are gone).
+    pub unblocked: Vec<u64>,
 }
 
 impl Goroutine {
@@ -55,13 +92,14 @@ impl Goroutine {
     /// its channels (`g.waiting`), and the semaphore it queues on, whose primitive the wait
     /// reason names (`wait_reason` is the reason's name in this binary).
     pub fn set_scanned_wait(&mut self, sg: &crate::scan::ScannedG, wait_reason: &str) {
-        self.parked_before_attach = true;
+        self.observed_by_scan = true;
         self.reason = sg.wait_reason;
         self.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
         self.wait_chans = sg.wait_chans.clone();
         self.n_wait_chans = sg.wait_chans.len() as u32;
-        self.sema = sg.sema_addr.and_then(|addr| {
-            crate::goruntime::syncobj::kind_for_reason(wait_reason).map(|k| (addr, k as u32))
+        self.sema = sg.sema_addr.map(|addr| {
+            let kind = crate::goruntime::syncobj::kind_for_reason(wait_reason);
+            (addr, kind.map_or(0, |k| k as u32))
         });
     }
 }
@@ -69,12 +107,16 @@ impl Goroutine {
 /// All goroutines seen by the probes.
 #[derive(Debug, Default)]
 pub struct Model {
-    goroutines: HashMap<u64, Goroutine>,
+    /// By goid. Fx hashing: a scan of 100k goroutines looks every one of them up, and goids
+    /// are not attacker-chosen keys.
+    goroutines: FxHashMap<u64, Goroutine>,
     pub events: u64,
     /// Goroutines seen exiting.
     pub exits: u64,
     /// `go` statements run since attach, by the PC of the statement (gopc).
     pub creations: HashMap<u64, u64>,
+    /// Scans taken in scan mode.
+    pub scan_generation: u64,
 }
 
 impl Model {
@@ -107,6 +149,7 @@ impl Model {
         match kind {
             EventKind::Park => {
                 g.parked_before_attach = false;
+                g.observed_by_scan = false;
                 let n = (ev.n_chans as usize).min(ev.chans.len());
                 g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
                 g.n_wait_chans = ev.n_chans;
@@ -125,6 +168,7 @@ impl Model {
             EventKind::Ready => {
                 g.parked_at_ns = None;
                 g.parked_before_attach = false;
+                g.observed_by_scan = false;
                 g.wait_chans.clear();
                 g.sema = None;
                 g.stack_id = None;
@@ -159,9 +203,85 @@ impl Model {
                     scan_ns
                 };
                 g.parked_at_ns = Some(since);
+                g.parked_before_attach = true;
                 g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
             }
         }
+    }
+
+    /// Scan mode: takes one scan of the goroutine table at `now_ns`. A goroutine counts as
+    /// blocked once [`STABLE_SCANS`] scans in a row saw the same (goid, status, wait reason,
+    /// wait object, trackingSeq); its wait began at the first of them, or at `g.waitsince` when the runtime
+    /// set that earlier (src/runtime/mgcmark.go, markroot sets it to the GC cycle's start for a
+    /// g found waiting; proc.go, execute and exitsyscall clear it, so it always belongs to the
+    /// current wait). Only waiting goroutines are kept. `first` marks the scan at attach.
+    pub fn observe_scan<'r>(
+        &mut self,
+        scan: &crate::scan::Scan,
+        now_ns: u64,
+        first: bool,
+        reason_name: impl Fn(u32) -> std::borrow::Cow<'r, str>,
+    ) -> ScanChanges {
+        use crate::scan::status;
+        self.scan_generation += 1;
+        let generation = self.scan_generation;
+        let mut changes = ScanChanges::default();
+        for sg in scan
+            .goroutines
+            .iter()
+            .filter(|g| g.status == status::WAITING)
+        {
+            let obj = sg.wait_chans.first().copied().or(sg.sema_addr).unwrap_or(0);
+            let key = (sg.status, sg.wait_reason, obj, sg.tracking_seq);
+            let g = self.goroutines.entry(sg.goid).or_insert_with(|| Goroutine {
+                goid: sg.goid,
+                ..Goroutine::default()
+            });
+            g.g_addr = sg.addr;
+            g.gopc = sg.gopc;
+            g.startpc = sg.startpc;
+            g.parent_goid = sg.parent_goid;
+            match &mut g.scan_obs {
+                Some(o) if o.key == key && o.generation + 1 == generation => {
+                    o.seen += 1;
+                    o.generation = generation;
+                }
+                o => {
+                    if g.parked_at_ns.take().is_some() {
+                        changes.unblocked.push(sg.goid);
+                    }
+                    *o = Some(ScanObservation {
+                        key,
+                        seen: 1,
+                        first_ns: now_ns,
+                        generation,
+                    });
+                    g.parked_before_attach = first;
+                }
+            }
+            let o = g.scan_obs.unwrap_or_else(|| unreachable!());
+            if o.seen >= STABLE_SCANS && g.parked_at_ns.is_none() {
+                let waitsince = u64::try_from(sg.waitsince).unwrap_or(0);
+                let since = if waitsince > 0 && waitsince < o.first_ns {
+                    waitsince
+                } else {
+                    o.first_ns
+                };
+                g.parked_at_ns = Some(since);
+                g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
+                changes.blocked.push(sg.goid);
+            }
+        }
+        // Whatever this scan did not see waiting has run, exited, or was a torn read.
+        self.goroutines.retain(|&goid, g| {
+            let keep = g.scan_obs.is_some_and(|o| o.generation == generation);
+            if !keep && g.parked_at_ns.is_some() {
+                changes.unblocked.push(goid);
+            }
+            keep
+        });
+        changes.unblocked.sort_unstable();
+        changes
     }
 
     /// Keeps only the blocked goroutines a later scan still finds waiting with the same reason:
@@ -209,6 +329,10 @@ impl Model {
 
     pub fn get(&self, goid: u64) -> Option<&Goroutine> {
         self.goroutines.get(&goid)
+    }
+
+    pub fn get_mut(&mut self, goid: u64) -> Option<&mut Goroutine> {
+        self.goroutines.get_mut(&goid)
     }
 
     pub fn len(&self) -> usize {
@@ -291,5 +415,104 @@ mod tests {
         m.apply(&e);
         assert_eq!(m.events, 1);
         assert!(m.is_empty());
+    }
+
+    fn waiting(goid: u64, reason: u32, chan: u64, seq: u8) -> crate::scan::ScannedG {
+        crate::scan::ScannedG {
+            addr: 0xc000001000 + goid * 0x100,
+            goid,
+            status: crate::scan::status::WAITING,
+            wait_reason: reason,
+            waitsince: 0,
+            tracking_seq: seq,
+            waiting: 0xc000200000 + goid * 0x60,
+            parent_goid: 1,
+            gopc: 0x401000,
+            startpc: 0x402000,
+            wait_chans: vec![chan],
+            sema_addr: None,
+        }
+    }
+
+    fn scan_of(gs: Vec<crate::scan::ScannedG>) -> crate::scan::Scan {
+        crate::scan::Scan {
+            goroutines: gs,
+            skipped: 0,
+        }
+    }
+
+    fn name(_: u32) -> std::borrow::Cow<'static, str> {
+        "chan receive".into()
+    }
+
+    #[test]
+    fn a_wait_counts_once_two_scans_in_a_row_agree() {
+        let mut m = Model::new();
+        let s = scan_of(vec![waiting(7, 14, 0xa0, 3)]);
+        let c = m.observe_scan(&s, 1_000, true, name);
+        assert!(c.blocked.is_empty(), "one scan is not enough");
+        assert!(m.blocked(1_000, 0).is_empty());
+        let c = m.observe_scan(&s, 2_000, false, name);
+        assert_eq!(c.blocked, vec![7]);
+        let g = m.get(7).unwrap();
+        // Blocked since the first scan that saw it, before the attach, found by a scan.
+        assert_eq!(g.parked_at_ns, Some(1_000));
+        assert!(g.parked_before_attach && g.observed_by_scan);
+        assert_eq!(g.wait_chans, vec![0xa0]);
+        // A third identical scan changes nothing.
+        let c = m.observe_scan(&s, 3_000, false, name);
+        assert_eq!(c, ScanChanges::default());
+    }
+
+    #[test]
+    fn a_changed_read_restarts_the_count_and_ends_the_wait() {
+        let mut m = Model::new();
+        m.observe_scan(&scan_of(vec![waiting(7, 14, 0xa0, 3)]), 1_000, false, name);
+        m.observe_scan(&scan_of(vec![waiting(7, 14, 0xa0, 3)]), 2_000, false, name);
+        // Same reason and channel, but it ran in between (trackingSeq moved): a new wait.
+        let c = m.observe_scan(&scan_of(vec![waiting(7, 14, 0xa0, 4)]), 3_000, false, name);
+        assert_eq!(c.unblocked, vec![7]);
+        assert!(c.blocked.is_empty());
+        let c = m.observe_scan(&scan_of(vec![waiting(7, 14, 0xa0, 4)]), 4_000, false, name);
+        assert_eq!(c.blocked, vec![7]);
+        assert_eq!(m.get(7).unwrap().parked_at_ns, Some(3_000));
+        // A torn read (another channel) for one scan, then the old value again: never blocked
+        // on the torn value, and the wait restarts.
+        let c = m.observe_scan(
+            &scan_of(vec![waiting(7, 14, 0xdead, 4)]),
+            5_000,
+            false,
+            name,
+        );
+        assert_eq!(c.unblocked, vec![7]);
+        let c = m.observe_scan(&scan_of(vec![waiting(7, 14, 0xa0, 4)]), 6_000, false, name);
+        assert!(c.blocked.is_empty());
+    }
+
+    #[test]
+    fn a_skipped_scan_breaks_the_run_and_gone_goroutines_are_forgotten() {
+        let mut m = Model::new();
+        let s = scan_of(vec![waiting(7, 14, 0xa0, 3)]);
+        m.observe_scan(&s, 1_000, false, name);
+        // Not in the next scan (it ran, or its record did not read back): not "in a row".
+        m.observe_scan(&scan_of(vec![]), 2_000, false, name);
+        assert!(m.get(7).is_none());
+        m.observe_scan(&s, 3_000, false, name);
+        let c = m.observe_scan(&s, 4_000, false, name);
+        assert_eq!(c.blocked, vec![7]);
+        let c = m.observe_scan(&scan_of(vec![]), 5_000, false, name);
+        assert_eq!(c.unblocked, vec![7]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn waitsince_tightens_the_start_when_earlier() {
+        let mut m = Model::new();
+        let mut g = waiting(7, 14, 0xa0, 3);
+        g.waitsince = 400;
+        let s = scan_of(vec![g]);
+        m.observe_scan(&s, 1_000, true, name);
+        m.observe_scan(&s, 2_000, false, name);
+        assert_eq!(m.get(7).unwrap().parked_at_ns, Some(400));
     }
 }

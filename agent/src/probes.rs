@@ -14,7 +14,8 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use probes_ebpf::{
-    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_USTACKS, RuntimeLayout, SemaKind,
+    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKED, MAP_SEMA, MAP_USTACKS, MAP_WAIT_HIST,
+    RuntimeLayout, SemaKind,
 };
 use thiserror::Error;
 
@@ -94,6 +95,9 @@ pub const SEMA_PROBES: [ProbeSpec; 5] = [
     ),
     ProbeSpec::sema(&["sync.runtime_notifyListWait"], SemaKind::Cond),
 ];
+
+/// A no-op program at gopark's probe point: the cost of the bare uprobe trap (benchmarks only).
+pub const TRAP: ProbeSpec = ProbeSpec::required(&["runtime.gopark"], "noop");
 
 /// Every probe of the precise mode: block/unblock, creation/exit, and sync-object addresses.
 pub fn all_probes() -> Vec<ProbeSpec> {
@@ -193,7 +197,18 @@ impl Attached {
             }
         }
 
-        let mut ebpf = Ebpf::load(PROBES_OBJ).map_err(|source| ProbeError::Load {
+        let mut loader = aya::EbpfLoader::new();
+        if points.is_empty() {
+            // No uprobe (scan mode): the maps only the uprobes use shrink to nothing. The
+            // 16 MiB event ring would otherwise be mapped into the agent (32 MiB of its RSS:
+            // the kernel maps a ring's data pages twice) and the park table would pin 20 MiB
+            // of kernel memory, for nothing.
+            loader.map_max_entries(MAP_EVENTS, 4096);
+            for map in [MAP_PARKED, MAP_WAIT_HIST, MAP_SEMA, MAP_USTACKS] {
+                loader.map_max_entries(map, 1);
+            }
+        }
+        let mut ebpf = loader.load(PROBES_OBJ).map_err(|source| ProbeError::Load {
             hint: privileges::load_hint(&source),
             source: Box::new(source),
         })?;

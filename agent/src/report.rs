@@ -31,26 +31,26 @@ pub struct ProbeInfo {
 pub struct BlockedGoroutine {
     pub goid: u64,
     /// The runtime's wait reason, as `runtime.waitReasonStrings` of this binary spells it.
-    pub wait_reason: String,
+    pub wait_reason: Text,
     pub wait_reason_code: u32,
     /// How long it had been blocked when the report was made, in nanoseconds.
     pub blocked_ns: u64,
     /// What it waits on, as far as the probes tell: kind ("chan", "select", "sema", "other")
     /// and address.
-    pub object_kind: String,
-    pub object: String,
+    pub object_kind: &'static str,
+    pub object: Hex,
     /// The runtime function that parked it (e.g. `runtime.chanrecv`).
-    pub parked_in: String,
+    pub parked_in: Text,
     /// The OS thread it parked on (0 when the park predates the attach).
     pub tid: u32,
     /// Blocked already when blockprobe attached: `blocked_ns` is then a lower bound.
     pub blocked_before_attach: bool,
     /// Every channel it waits on (a select waits on several), from its sudogs.
-    pub wait_chans: Vec<String>,
+    pub wait_chans: Vec<Hex>,
     /// Where the `go` statement that created it is.
     pub created_by: Option<CreationSite>,
     /// Its start function.
-    pub start_function: Option<String>,
+    pub start_function: Option<Text>,
     /// The code that blocked: the first frame of the stack outside the runtime and sync.
     pub blocked_at: Option<BlockingSite>,
     /// Its stack at the park: an index into `Report::stacks` (goroutines blocked at the same
@@ -84,21 +84,41 @@ pub struct RunningGoroutine {
     pub tid: Option<u32>,
 }
 
+/// An address, written as `0x…` (in JSON, a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hex(pub u64);
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Text shared by many entries (function names, file:line, wait reasons): 100k goroutines
+/// blocked at one site hold one copy of each.
+pub type Text = std::sync::Arc<str>;
+
 /// Where a goroutine blocked, in the code that called into the runtime.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BlockingSite {
-    pub function: String,
+    pub function: Text,
     /// `file:line`.
-    pub location: String,
+    pub location: Text,
 }
 
 /// The `go` statement that created a goroutine.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CreationSite {
     /// The function containing the `go` statement.
-    pub function: String,
+    pub function: Text,
     /// `file:line` of the `go` statement.
-    pub location: Option<String>,
+    pub location: Option<Text>,
     /// The creating goroutine.
     pub parent_goid: u64,
 }
@@ -116,7 +136,17 @@ pub enum EndReason {
 pub struct Report {
     pub schema: &'static str,
     pub target: Target,
+    /// How the facts were gathered: "scan" (goroutine-table scans, no per-operation probe) or
+    /// "precise" (every uprobe). Each blocked goroutine's `source` says which of the two saw
+    /// its wait.
+    pub mode: crate::session::Mode,
     pub probes: Vec<ProbeInfo>,
+    /// Scan mode: what the scans cost and saw.
+    pub scan: Option<crate::scanmode::ScanStats>,
+    /// Precise mode: the in-kernel filter (parks streamed once their wait lasted this long).
+    pub min_wait_ns: Option<u64>,
+    /// Precise mode: finished waits per (blocking site, wait reason), counted in the kernel.
+    pub wait_histograms: Vec<crate::precise::WaitHistogram>,
     pub duration_ns: u64,
     pub end_reason: EndReason,
     pub events_received: u64,
@@ -160,6 +190,12 @@ impl Report {
     /// Text for a person, in the spirit of Go's own tracebacks (`goroutine 7 [chan send]:`).
     pub fn render_text(&self) -> String {
         let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// [`Report::render_text`], written out as it goes (100k goroutines are megabytes of text).
+    pub fn write_text(&self, out: &mut dyn std::fmt::Write) {
         let t = &self.target;
         let flags: Vec<&str> = [(t.pie, "pie"), (t.stripped, "stripped"), (t.cgo, "cgo")]
             .iter()
@@ -180,7 +216,28 @@ impl Report {
             .iter()
             .map(|p| format!("{}+{}", p.symbol, p.offset))
             .collect();
-        let _ = writeln!(out, "probes: {}", probes.join(" "));
+        match &self.scan {
+            Some(sc) => {
+                let _ = writeln!(
+                    out,
+                    "mode: scan, {} scans every {} ({} failed), {:.2} ms CPU per scan on average \
+                     ({:.2} ms at most); no uprobes",
+                    sc.scans,
+                    human_duration(sc.interval_ns),
+                    sc.failed,
+                    sc.cpu_ns_total as f64 / sc.scans.max(1) as f64 / 1e6,
+                    sc.cpu_ns_max as f64 / 1e6
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "mode: {}, probes: {}",
+                    self.mode.name(),
+                    probes.join(" ")
+                );
+            }
+        }
         let end = match self.end_reason {
             EndReason::Duration => "duration elapsed",
             EndReason::Signal => "interrupted",
@@ -194,7 +251,7 @@ impl Report {
             self.events_lost,
             self.goroutines_seen
         );
-        out.push_str(&render_blocked(&self.blocked, self.threshold_ns));
+        write_blocked(out, &self.blocked, self.threshold_ns);
         if !self.in_syscall.is_empty() {
             let _ = writeln!(
                 out,
@@ -239,13 +296,22 @@ impl Report {
                 self.runtime_goroutines_hidden
             );
         }
-        out
     }
 }
 
 /// The blocked-goroutines section of the text report (also printed live on SIGUSR1).
 pub fn render_blocked(blocked: &[BlockedGoroutine], threshold_ns: u64) -> String {
     let mut out = String::new();
+    write_blocked(&mut out, blocked, threshold_ns);
+    out
+}
+
+/// [`render_blocked`], written out as it goes.
+pub fn write_blocked(
+    out: &mut dyn std::fmt::Write,
+    blocked: &[BlockedGoroutine],
+    threshold_ns: u64,
+) {
     let _ = writeln!(
         out,
         "\n{} goroutine(s) blocked for at least {}:",
@@ -258,7 +324,7 @@ pub fn render_blocked(blocked: &[BlockedGoroutine], threshold_ns: u64) -> String
         } else {
             format!(" on {} {}", b.object_kind, b.object)
         };
-        let parked = if b.parked_in == "?" {
+        let parked = if &*b.parked_in == "?" {
             String::new()
         } else {
             format!(" (parked in {})", b.parked_in)
@@ -294,7 +360,6 @@ pub fn render_blocked(blocked: &[BlockedGoroutine], threshold_ns: u64) -> String
             );
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -314,10 +379,14 @@ mod tests {
                 cgo: false,
                 layout_source: "dwarf".into(),
             },
+            mode: crate::session::Mode::Precise,
             probes: vec![ProbeInfo {
                 symbol: "runtime.gopark".into(),
                 offset: 10,
             }],
+            scan: None,
+            min_wait_ns: None,
+            wait_histograms: Vec::new(),
             duration_ns: 3_000_000_000,
             end_reason: EndReason::Duration,
             events_received: 10,
@@ -338,11 +407,11 @@ mod tests {
                 wait_reason_code: 15,
                 blocked_ns: 2_500_000_000,
                 object_kind: "chan".into(),
-                object: "0xc000020060".into(),
+                object: Hex(0xc000020060),
                 parked_in: "runtime.chansend".into(),
                 tid: 99,
                 blocked_before_attach: false,
-                wait_chans: vec!["0xc000020060".into()],
+                wait_chans: vec![Hex(0xc000020060)],
                 created_by: Some(CreationSite {
                     function: "main.main".into(),
                     location: Some("/src/demo/main.go:12".into()),

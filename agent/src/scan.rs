@@ -55,6 +55,9 @@ const SEM_TAB_SIZE: u64 = 251;
 /// the rank struct empty in release builds; src/runtime/sema.go, runtime2.go) in Go 1.22–1.27.
 const SEMA_ROOT_TREAP: u64 = 8;
 
+/// g records read per batch.
+const RECORDS_PER_READ: usize = 4096;
+
 /// Upper bound on allglen we accept as sane.
 const MAX_GOROUTINES: u64 = 10_000_000;
 
@@ -79,6 +82,11 @@ pub struct ScannedG {
     /// `g.waitsince` (nanotime, i.e. CLOCK_MONOTONIC), 0 when unset. The runtime sets it only
     /// from GC root marking (mgcmark.go, markroot), so it is a lower bound at best.
     pub waitsince: i64,
+    /// `g.trackingSeq`: changes whenever the g stops running (see `GLayout::tracking_seq`), so
+    /// two scans that read the same value saw one uninterrupted wait.
+    pub tracking_seq: u8,
+    /// `g.waiting`: its first sudog, 0 if none.
+    pub waiting: u64,
     pub parent_goid: u64,
     /// PC of the `go` statement that created it.
     pub gopc: u64,
@@ -99,11 +107,31 @@ pub struct Scan {
     pub skipped: usize,
 }
 
+/// See `Scanner::last_chans`.
+/// Only single-channel waits are cached (a select's cases are read again): no allocation per
+/// cached goroutine.
+struct LastChans {
+    addr: u64,
+    waiting: u64,
+    tracking_seq: u8,
+    chan: u64,
+}
+
 /// Reads every goroutine of the live process.
 pub struct Scanner<'a> {
     bin: &'a GoBinary,
     mem: ProcessMemory,
     allgs: u64,
+    /// The part of a g we read: from its first needed field (`base`) for `window` bytes.
+    base: u32,
+    /// The g records of the last scan, as a buffer to reuse: 100k goroutines are megabytes,
+    /// which a fresh allocation would page-fault in and zero on every scan.
+    records: std::cell::RefCell<Vec<u8>>,
+    /// The channels each waiting g had in the last scan, by its index in `allgs` (which only
+    /// grows, and whose g records are reused in place: src/runtime/proc.go, allgadd), with the
+    /// g's address, `g.waiting` and `g.trackingSeq` they were read under: a g that has not run
+    /// since (same trackingSeq) still waits on the same sudogs, so they need not be read again.
+    last_chans: std::cell::RefCell<Vec<Option<LastChans>>>,
     window: usize,
     /// `runtime.semtable` (runtime address) and the size of one of its entries.
     semtable: Option<(u64, u64)>,
@@ -114,21 +142,21 @@ impl<'a> Scanner<'a> {
     pub fn new(bin: &'a GoBinary, pid: u32, bias: u64) -> Result<Self, ScanError> {
         let allgs = bin.allgs_addr().map_err(ScanError::NoAllgs)? + bias;
         let g = &bin.layout.g;
-        // One read per g covering every field we need.
-        let window = [
+        // One read per g covering every field we need, and nothing before the first of them:
+        // the scan's cost is dominated by bytes copied per g.
+        let fields = [
             g.goid,
             g.atomicstatus,
             g.waitreason,
             g.waitsince,
+            g.tracking_seq,
             g.waiting,
             g.parent_goid,
             g.gopc,
             g.startpc,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(0) as usize
-            + 8;
+        ];
+        let base = fields.into_iter().min().unwrap_or(0);
+        let window = (fields.into_iter().max().unwrap_or(0) - base) as usize + 8;
         let semtable = bin
             .semtable()
             .filter(|&(_, size)| size > 0 && size % SEM_TAB_SIZE == 0)
@@ -137,6 +165,9 @@ impl<'a> Scanner<'a> {
             bin,
             mem: ProcessMemory::new(pid),
             allgs,
+            base,
+            records: Default::default(),
+            last_chans: Default::default(),
             window,
             semtable,
         })
@@ -146,7 +177,8 @@ impl<'a> Scanner<'a> {
     /// each a treap of sudogs keyed by semaphore address (`sudog.elem`), children in
     /// `prev`/`next`, further waiters on the same address along `waitlink`
     /// (src/runtime/sema.go, semaRoot.queue). Returns g address → semaphore address. Empty
-    /// when the table cannot be located (stripped binaries).
+    /// when the table cannot be located (neither .symtab nor the code decode of
+    /// `goruntime::semtable` found it).
     pub fn sema_waiters(&self) -> std::collections::HashMap<u64, u64> {
         let mut out = std::collections::HashMap::new();
         let Some((table, entry)) = self.semtable else {
@@ -200,82 +232,142 @@ impl<'a> Scanner<'a> {
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
 
-        let mut bufs = vec![vec![0u8; self.window]; gptrs.len()];
-        let mut ranges: Vec<(u64, &mut [u8])> = gptrs
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(&a, b)| (a, b.as_mut_slice()))
-            .collect();
-        let ok = self.mem.read_many(&mut ranges)?;
-        drop(ranges);
-
         let l = &self.bin.layout.g;
         let sema = self.sema_waiters();
         let mut scan = Scan::default();
-        for ((&addr, buf), ok) in gptrs.iter().zip(&bufs).zip(ok) {
-            if !ok || addr == 0 {
-                scan.skipped += 1;
-                continue;
+        // (index in scan.goroutines, g.waiting) of the waiting goroutines with sudogs.
+        let mut sudogs = Vec::new();
+        let mut last_chans = std::mem::take(&mut *self.last_chans.borrow_mut());
+        last_chans.resize_with(gptrs.len(), || None);
+        // Index in allgs of each entry of scan.goroutines with channels, for the cache.
+        let mut slot_of = Vec::new();
+        let w = self.window;
+        // Kept between scans (see `records`); a chunk of g records at a time, so that 100k
+        // goroutines do not need all their records in memory at once.
+        let mut buf = std::mem::take(&mut *self.records.borrow_mut());
+        for (c, chunk) in gptrs.chunks(RECORDS_PER_READ).enumerate() {
+            buf.resize(chunk.len() * w, 0);
+            let mut ranges: Vec<(u64, &mut [u8])> = chunk
+                .iter()
+                .zip(buf.chunks_exact_mut(w))
+                .map(|(&a, b)| (a.wrapping_add(u64::from(self.base)), b))
+                .collect();
+            let ok = self.mem.read_many(&mut ranges)?;
+            drop(ranges);
+            for (j, ((&addr, rec), ok)) in chunk.iter().zip(buf.chunks_exact(w)).zip(ok).enumerate()
+            {
+                let slot = c * RECORDS_PER_READ + j;
+                if !ok || addr == 0 {
+                    scan.skipped += 1;
+                    continue;
+                }
+                let u64_at = |off: u32| {
+                    let o = (off - self.base) as usize;
+                    u64::from_le_bytes(rec[o..o + 8].try_into().unwrap_or_default())
+                };
+                let status = (u64_at(l.atomicstatus) as u32) & !status::SCAN;
+                if status > status::DEADEXTRA {
+                    scan.skipped += 1;
+                    continue;
+                }
+                if status == status::DEAD || status == status::DEADEXTRA || status == status::IDLE {
+                    continue;
+                }
+                let wait_reason = rec[(l.waitreason - self.base) as usize] as u32;
+                let waiting = u64_at(l.waiting);
+                let tracking_seq = rec[(l.tracking_seq - self.base) as usize];
+                let mut wait_chans = Vec::new();
+                if status == status::WAITING && waiting != 0 {
+                    match last_chans[slot].take() {
+                        Some(c)
+                            if c.addr == addr
+                                && c.waiting == waiting
+                                && c.tracking_seq == tracking_seq =>
+                        {
+                            wait_chans = vec![c.chan];
+                        }
+                        _ => sudogs.push((scan.goroutines.len(), waiting)),
+                    }
+                    slot_of.push((scan.goroutines.len(), slot));
+                }
+                scan.goroutines.push(ScannedG {
+                    addr,
+                    goid: u64_at(l.goid),
+                    status,
+                    wait_reason,
+                    waitsince: u64_at(l.waitsince) as i64,
+                    tracking_seq,
+                    waiting,
+                    parent_goid: u64_at(l.parent_goid),
+                    gopc: u64_at(l.gopc),
+                    startpc: u64_at(l.startpc),
+                    wait_chans,
+                    sema_addr: (status == status::WAITING)
+                        .then(|| sema.get(&addr).copied())
+                        .flatten(),
+                });
             }
-            let u64_at = |off: u32| {
-                let o = off as usize;
-                u64::from_le_bytes(buf[o..o + 8].try_into().unwrap_or_default())
-            };
-            let status = (u64_at(l.atomicstatus) as u32) & !status::SCAN;
-            if status > status::DEADEXTRA {
-                scan.skipped += 1;
-                continue;
-            }
-            if status == status::DEAD || status == status::DEADEXTRA || status == status::IDLE {
-                continue;
-            }
-            let wait_reason = buf[l.waitreason as usize] as u32;
-            let waiting = u64_at(l.waiting);
-            let wait_chans = if status == status::WAITING && waiting != 0 {
-                self.wait_chans(waiting)
-            } else {
-                Vec::new()
-            };
-            scan.goroutines.push(ScannedG {
-                addr,
-                goid: u64_at(l.goid),
-                status,
-                wait_reason,
-                waitsince: u64_at(l.waitsince) as i64,
-                parent_goid: u64_at(l.parent_goid),
-                gopc: u64_at(l.gopc),
-                startpc: u64_at(l.startpc),
-                wait_chans,
-                sema_addr: (status == status::WAITING)
-                    .then(|| sema.get(&addr).copied())
-                    .flatten(),
-            });
         }
+        *self.records.borrow_mut() = buf;
+        self.fill_wait_chans(&mut scan.goroutines, sudogs);
+        last_chans.iter_mut().for_each(|c| *c = None);
+        for (i, slot) in slot_of {
+            let g = &scan.goroutines[i];
+            if let [chan] = g.wait_chans[..] {
+                last_chans[slot] = Some(LastChans {
+                    addr: g.addr,
+                    waiting: g.waiting,
+                    tracking_seq: g.tracking_seq,
+                    chan,
+                });
+            }
+        }
+        *self.last_chans.borrow_mut() = last_chans;
         scan.goroutines.sort_by_key(|g| g.goid);
         Ok(scan)
     }
 
-    /// Follows `g.waiting` (a sudog) along `sudog.waitlink`, collecting `sudog.c`
+    /// Follows each `g.waiting` (a sudog) along `sudog.waitlink`, collecting `sudog.c`
     /// (src/runtime/runtime2.go, sudog; select.go, selectgo builds this list, one sudog a case;
-    /// chan.go chansend/chanrecv set gp.waiting to their single sudog).
-    fn wait_chans(&self, mut sg: u64) -> Vec<u64> {
+    /// chan.go chansend/chanrecv set gp.waiting to their single sudog). Breadth-first over all
+    /// goroutines at once, so that each step of every list is one batch of reads.
+    fn fill_wait_chans(&self, gs: &mut [ScannedG], mut frontier: Vec<(usize, u64)>) {
         let s = &self.bin.layout.sudog;
-        let mut out = Vec::new();
+        let base = s.c.min(s.waitlink);
+        let w = (s.c.max(s.waitlink) - base) as usize + 8;
+        let at = |rec: &[u8], off: u32| {
+            let o = (off - base) as usize;
+            u64::from_le_bytes(rec[o..o + 8].try_into().unwrap_or_default())
+        };
         for _ in 0..MAX_WAITLINK {
-            if sg == 0 {
+            if frontier.is_empty() {
                 break;
             }
-            let (Ok(c), Ok(next)) = (
-                self.mem.read_u64(sg + u64::from(s.c)),
-                self.mem.read_u64(sg + u64::from(s.waitlink)),
-            ) else {
-                break;
+            let mut buf = vec![0u8; frontier.len() * w];
+            let mut ranges: Vec<(u64, &mut [u8])> = frontier
+                .iter()
+                .zip(buf.chunks_exact_mut(w))
+                .map(|(&(_, sg), b)| (sg.wrapping_add(u64::from(base)), b))
+                .collect();
+            let Ok(ok) = self.mem.read_many(&mut ranges) else {
+                return;
             };
-            if c != 0 && !out.contains(&c) {
-                out.push(c);
+            drop(ranges);
+            let mut next = Vec::new();
+            for ((&(i, _), rec), ok) in frontier.iter().zip(buf.chunks_exact(w)).zip(ok) {
+                if !ok {
+                    continue;
+                }
+                let (c, link) = (at(rec, s.c), at(rec, s.waitlink));
+                let chans = &mut gs[i].wait_chans;
+                if c != 0 && !chans.contains(&c) {
+                    chans.push(c);
+                }
+                if link != 0 {
+                    next.push((i, link));
+                }
             }
-            sg = next;
+            frontier = next;
         }
-        out
     }
 }

@@ -4,7 +4,6 @@
 //! Two ways in: attach to a running pid (`blockprobe attach`), or spawn the program with the
 //! probes attached before it runs a single instruction of its own (`blockprobe run`).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +22,7 @@ use crate::probes::{Attached, ProbeError, ProbeSpec};
 use crate::procfs::{self, ProcError};
 use crate::report::{EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
 use crate::scan::Scanner;
+use crate::scanmode::ScanLoop;
 use crate::summary::{self, Context};
 use crate::threads;
 use crate::unwind;
@@ -62,9 +62,54 @@ pub enum TargetSpec {
     Spawn { program: PathBuf, args: Vec<String> },
 }
 
+/// How the session learns about blocked goroutines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Periodic reads of the goroutine table plus the scheduler tracepoints: no probe on any
+    /// per-operation path of the target, so cheap enough to leave attached. Sees waits longer
+    /// than the scan interval.
+    #[default]
+    Scan,
+    /// Every uprobe (gopark, ready, newproc1, goexit1, semacquire): exact block and unblock
+    /// times, short waits, who woke whom. Costs about a microsecond per park in the target.
+    Precise,
+    /// Benchmarks only: one no-op uprobe where precise mode probes gopark, to measure the bare
+    /// trap a uprobe costs (the floor for precise mode's per-event cost).
+    #[value(hide = true)]
+    Trap,
+}
+
+impl Mode {
+    /// The uprobes this mode attaches. Scan mode takes only probes whose hit rate is low (a
+    /// handful per second at most); every Go probe blockprobe has today sits on a per-operation
+    /// path (a park, a wake-up, a `go` statement, a goroutine exit, a semaphore wait), so scan
+    /// mode attaches none.
+    pub fn probes(self) -> Vec<ProbeSpec> {
+        match self {
+            Mode::Scan => Vec::new(),
+            Mode::Precise => crate::probes::all_probes(),
+            Mode::Trap => vec![crate::probes::TRAP],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Scan => "scan",
+            Mode::Precise => "precise",
+            Mode::Trap => "trap",
+        }
+    }
+}
+
 pub struct SessionOptions {
     pub target: TargetSpec,
-    pub probes: Vec<ProbeSpec>,
+    pub mode: Mode,
+    /// Scan mode: time between two scans of the goroutine table.
+    pub scan_interval: Duration,
+    /// Precise mode: stream a park only once its wait has lasted this long (filtered in the
+    /// kernel; shorter waits only count in the histograms). Zero streams every transition.
+    pub min_wait: Duration,
     /// End after this long; None = until a signal or the target's exit.
     pub duration: Option<Duration>,
     /// Report goroutines blocked at least this long at the end.
@@ -263,16 +308,36 @@ fn consume(
     Ok(())
 }
 
+/// Precise mode with an in-kernel filter: how often a scan looks for long waits in progress.
+const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Precise mode: the open parks (from the probes' map) of goroutines a scan sees waiting.
+fn precise_catch_up(
+    attached: &Attached,
+    scan: &crate::scan::Scan,
+    model: &mut Model,
+    events: &mut Option<Box<dyn Write + Send>>,
+    ctx: &Context<'_>,
+) -> std::io::Result<()> {
+    crate::precise::catch_up(attached, scan, model, |ev| match events.as_mut() {
+        Some(out) => write_event(out, ctx, ev),
+        None => Ok(()),
+    })
+}
+
 /// Runs a session to its end.
 pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let SessionOptions {
         target,
-        probes,
+        mode,
+        scan_interval,
+        min_wait,
         duration,
         threshold,
         mut events,
         mut on_attached,
     } = opts;
+    let probes = mode.probes();
     // Say what is missing before touching the target at all.
     crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
 
@@ -310,6 +375,12 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let pid = attached.pid;
     let mut attached = attached;
     let mut warnings = Vec::new();
+    let min_wait_ns = min_wait.as_nanos() as u64;
+    // Precise mode with a filter: a scan a second finds the long waits still in progress.
+    let catch_up = mode == Mode::Precise && min_wait_ns > 0;
+    if mode == Mode::Precise {
+        crate::precise::set_min_wait(&mut attached, min_wait_ns)?;
+    }
     // The OS-thread view (sched tracepoints filtered to the target). Without it the session
     // still runs; the report says what is missing.
     let sched = match threads::attach_sched(attached.ebpf_mut(), pid) {
@@ -336,9 +407,24 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // probe's exact time wins. Goroutines blocked before attach are only found by the scan.
     let scanner = Scanner::new(&bin, pid, bias)?;
     let mut model = Model::new();
+    let mut scans = ScanLoop::new(
+        mode,
+        if catch_up {
+            CATCH_UP_INTERVAL
+        } else {
+            scan_interval
+        },
+    );
     let same_program = || procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start);
     match scanner.scan() {
         // Trust the scan only if the target still runs the program it was read with.
+        Ok(first) if same_program() && mode == Mode::Scan => {
+            // A spawned program is watched from its first instruction: nothing it does is
+            // "before the attach".
+            model.observe_scan(&first, monotonic_ns(), gate.is_none(), |r| {
+                bin.wait_reason(r)
+            });
+        }
         Ok(first) if same_program() => {
             model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r).into_owned())
         }
@@ -381,14 +467,32 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 guard.clear_ready();
             }
             _ = drain_tick.tick() => consume(fd.get_mut(), &mut model, &mut events, &ctx)?,
+            _ = scans.tick(), if mode == Mode::Scan || catch_up => {
+                if mode == Mode::Scan {
+                    scans.scan(&scanner, &mut model, &ctx, pid, &mut events, &same_program)?;
+                } else {
+                    consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
+                    if let Ok(s) = scanner.scan() && same_program() {
+                        precise_catch_up(fd.get_ref(), &s, &mut model, &mut events, &ctx)?;
+                    }
+                }
+            }
             _ = sleep_until => break EndReason::Duration,
             _ = sigint.recv() => break EndReason::Signal,
             _ = sigterm.recv() => break EndReason::Signal,
             _ = sigusr1.recv() => {
                 consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
+                if catch_up {
+                    crate::precise::flush_open_parks(fd.get_ref(), &mut model, |ev| {
+                        match events.as_mut() {
+                            Some(out) => write_event(out, &ctx, ev),
+                            None => Ok(()),
+                        }
+                    })?;
+                }
                 let threshold_ns = threshold.as_nanos() as u64;
                 let now = monotonic_ns();
-                let found = summary::blocked(&ctx, &model, now, threshold_ns, &HashMap::new());
+                let found = summary::blocked(&ctx, &model, now, threshold_ns, &scans.stacks);
                 eprint!("{}", crate::report::render_blocked(&found.goroutines, threshold_ns));
             }
             _ = liveness.tick() => {
@@ -400,9 +504,15 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
     };
 
-    // Take what is still queued before detaching.
+    // Take what is still queued before detaching, and the parks the kernel still holds back.
     let mut attached = fd.into_inner();
     consume(&mut attached, &mut model, &mut events, &ctx)?;
+    if catch_up {
+        crate::precise::flush_open_parks(&attached, &mut model, |ev| match events.as_mut() {
+            Some(out) => write_event(out, &ctx, ev),
+            None => Ok(()),
+        })?;
+    }
     let lost = attached.lost().unwrap_or(0);
     let thread_states = match &sched {
         Some(_) => threads::read_threads(attached.ebpf(), monotonic_ns()).unwrap_or_else(|e| {
@@ -420,18 +530,30 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         && let Ok(last) = scanner.scan()
         && same_program()
     {
-        model.reconcile(&last);
+        match mode {
+            Mode::Scan => scans.take(&last, &mut model, &ctx, pid, &mut events)?,
+            Mode::Precise | Mode::Trap => model.reconcile(&last),
+        }
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
         running = summary::running(&ctx, &last, pid);
     }
+    // The scanner's caches are megabytes with 100k goroutines: gone before the report is made,
+    // and the memory handed back (glibc keeps freed memory otherwise, and the report's own
+    // allocations would then come on top).
+    drop(scanner);
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     let now = monotonic_ns();
     let threshold_ns = threshold.as_nanos() as u64;
     // Stacks of the blocked goroutines: from the park's user stack when a probe saw it (read
     // before the maps go away with the probes), else by walking the parked goroutine's frame
     // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
-    let mut stacks = HashMap::new();
+    let mut stacks = std::mem::take(&mut scans.stacks);
     let mut to_walk = Vec::new();
     for g in model.blocked(now, threshold_ns) {
+        if stacks.contains_key(&g.goid) {
+            continue;
+        }
         match g.stack_id {
             Some(id) => {
                 if let Some(k) = attached.user_stack(id) {
@@ -446,10 +568,22 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             None => {}
         }
     }
-    stacks.extend(unwind::walk_from_gs(
-        &crate::memory::ProcessMemory::new(pid),
-        &to_walk,
-    ));
+    // In chunks: walking 100k stacks at once would hold every level's reads at once.
+    let mem = crate::memory::ProcessMemory::new(pid);
+    for chunk in to_walk.chunks(4096) {
+        stacks.extend(unwind::walk_from_gs(&mem, chunk));
+    }
+    let wait_histograms = if mode == Mode::Precise {
+        match crate::precise::histograms(&attached) {
+            Ok(h) => crate::precise::summarize(&ctx, &attached, &h),
+            Err(e) => {
+                warnings.push(format!("reading the wait histograms: {e}"));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     drop(attached); // detach every probe now, before the report is rendered
     if let Some(out) = events.as_mut() {
         out.flush()?;
@@ -473,7 +607,11 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             cgo: bin.cgo,
             layout_source: bin.layout_source.to_string(),
         },
+        mode,
         probes: probe_info,
+        scan: scans.stats(),
+        min_wait_ns: (mode == Mode::Precise).then_some(min_wait_ns),
+        wait_histograms,
         duration_ns: started.elapsed().as_nanos() as u64,
         end_reason,
         events_received: model.events,

@@ -4,8 +4,10 @@
 use crate::goruntime::{GoBinary, syncobj};
 use crate::memory::ProcessMemory;
 use crate::model::{Goroutine, Model};
+use rustc_hash::FxHashMap;
+
 use crate::report::{
-    BlockedGoroutine, BlockingSite, CreationSite, RunningGoroutine, SyscallGoroutine,
+    BlockedGoroutine, BlockingSite, CreationSite, Hex, RunningGoroutine, SyscallGoroutine, Text,
 };
 use crate::scan::{Scan, status};
 use crate::threads::{self, ThreadState};
@@ -24,47 +26,71 @@ pub fn hex(v: u64) -> String {
 
 /// The blocked goroutines (at least `threshold_ns` at `now`), and how many of the runtime's own
 /// goroutines were left out.
-pub fn blocked(
+pub fn blocked<S: std::hash::BuildHasher>(
     ctx: &Context<'_>,
     model: &Model,
     now: u64,
     threshold_ns: u64,
-    stacks: &std::collections::HashMap<u64, Vec<u64>>,
+    stacks: &std::collections::HashMap<u64, Vec<u64>, S>,
 ) -> Blocked {
     let (bin, bias) = (ctx.bin, ctx.bias);
     let mut interned = Interner::default();
-    let mut blocked = Vec::new();
+    let waiting = model.blocked(now, threshold_ns);
+    // Sized once: growing a vector of 100k entries by doubling holds both copies at a time.
+    let mut blocked = Vec::with_capacity(waiting.len());
     let mut runtime_goroutines_hidden = 0;
-    for g in model.blocked(now, threshold_ns) {
-        let start_function = bin.func_name(g.startpc.wrapping_sub(bias));
-        if start_function.is_some_and(is_runtime_start_function) {
+    // One lookup and one copy per distinct PC or reason, however many goroutines share it.
+    let mut funcs: FxHashMap<u64, Option<Text>> = FxHashMap::default();
+    let mut func = |pc: u64| -> Option<Text> {
+        funcs
+            .entry(pc)
+            .or_insert_with(|| bin.func_name(pc.wrapping_sub(bias)).map(Text::from))
+            .clone()
+    };
+    let mut sites: FxHashMap<u64, Option<(Text, Option<Text>)>> = FxHashMap::default();
+    let mut reasons: FxHashMap<u32, Text> = FxHashMap::default();
+    let unknown: Text = Text::from("?");
+    for g in waiting {
+        let start_function = func(g.startpc);
+        if start_function
+            .as_deref()
+            .is_some_and(is_runtime_start_function)
+        {
             runtime_goroutines_hidden += 1;
             continue;
         }
         let (object_kind, object) = wait_object(bin, g);
+        let created_by = sites
+            .entry(g.gopc)
+            .or_insert_with(|| {
+                creation_site(ctx, g.gopc, g.parent_goid.max(1)).map(|c| (c.function, c.location))
+            })
+            .clone()
+            .filter(|_| g.parent_goid != 0)
+            .map(|(function, location)| CreationSite {
+                function,
+                location,
+                parent_goid: g.parent_goid,
+            });
         blocked.push(BlockedGoroutine {
             goid: g.goid,
-            wait_reason: bin.wait_reason(g.reason).into_owned(),
+            wait_reason: reasons
+                .entry(g.reason)
+                .or_insert_with(|| Text::from(bin.wait_reason(g.reason).as_ref()))
+                .clone(),
             wait_reason_code: g.reason,
             blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
-            object_kind: object_kind.to_string(),
-            object: hex(object),
-            parked_in: bin
-                .func_name(g.park_pc.wrapping_sub(bias))
-                .unwrap_or("?")
-                .to_string(),
+            object_kind,
+            object: Hex(object),
+            parked_in: func(g.park_pc).unwrap_or_else(|| unknown.clone()),
             tid: g.tid,
             blocked_before_attach: g.parked_before_attach,
-            wait_chans: g.wait_chans.iter().map(|&c| hex(c)).collect(),
-            created_by: creation_site(ctx, g.gopc, g.parent_goid),
-            start_function: start_function.map(str::to_string),
+            wait_chans: g.wait_chans.iter().map(|&c| Hex(c)).collect(),
+            created_by,
+            start_function,
             stack: stacks.get(&g.goid).map(|pcs| interned.intern(pcs)),
             blocked_at: None,
-            source: if g.parked_before_attach {
-                "scan"
-            } else {
-                "uprobe"
-            },
+            source: if g.observed_by_scan { "scan" } else { "uprobe" },
         });
     }
     let table: Vec<Vec<StackFrame>> = interned
@@ -72,14 +98,17 @@ pub fn blocked(
         .iter()
         .map(|pcs| unwind::symbolize(bin, bias, pcs))
         .collect();
+    let sites: Vec<Option<BlockingSite>> = table
+        .iter()
+        .map(|frames| {
+            unwind::blocking_site(frames).map(|f| BlockingSite {
+                function: Text::from(f.function.as_str()),
+                location: Text::from(format!("{}:{}", f.file, f.line)),
+            })
+        })
+        .collect();
     for b in &mut blocked {
-        b.blocked_at = b
-            .stack
-            .and_then(|i| unwind::blocking_site(&table[i]))
-            .map(|f| BlockingSite {
-                function: f.function.clone(),
-                location: format!("{}:{}", f.file, f.line),
-            });
+        b.blocked_at = b.stack.and_then(|i| sites[i].clone());
     }
     Blocked {
         goroutines: blocked,
@@ -136,10 +165,14 @@ pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
     {
         return obj;
     }
+    if let Some((addr, 0)) = g.sema {
+        // In the semaphore table, primitive unknown (e.g. a runtime-internal semaphore).
+        return ("semaphore", addr);
+    }
     match (g.wait_chans.first(), reason.as_ref()) {
         (Some(&c), "select") => ("select", c),
         (Some(&c), _) => ("chan", c),
-        (None, _) if g.parked_before_attach => ("none", 0),
+        (None, _) if g.observed_by_scan => ("none", 0),
         (None, _) => bin.describe_wait_object(g.reason, g.wait_obj),
     }
 }
@@ -152,11 +185,11 @@ pub fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<C
         .func_name(gopc)
         .filter(|_| parent_goid != 0)
         .map(|f| CreationSite {
-            function: f.to_string(),
+            function: Text::from(f),
             // gopc is the return address of the newproc call; the line of the `go` statement
             // is that of the call instruction, one byte earlier (as src/runtime/traceback.go
             // printcreatedby does with pc-1).
-            location: ctx.bin.source_line(gopc.wrapping_sub(1)),
+            location: ctx.bin.source_line(gopc.wrapping_sub(1)).map(Text::from),
             parent_goid,
         })
 }

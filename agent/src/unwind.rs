@@ -115,19 +115,91 @@ pub struct StackFrame {
     pub line: u32,
     /// Inlined into the next (calling) frame.
     pub inlined: bool,
+    /// Compiler-generated code (`FuncIDWrapper` in internal/abi/symtab.go: method-value and
+    /// pointer-receiver wrappers, the `gowrapN` closures of `go f(x)`, ...), which Go's own
+    /// tracebacks leave out (src/runtime/traceback.go `showfuncinfo`). Serialized only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub wrapper: bool,
+}
+
+/// How the innermost PC of a stack was captured, which decides where its source position is
+/// looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Innermost {
+    /// The next instruction to execute: a uprobe hit (the probes' stacks).
+    Exact,
+    /// A return address, like every outer frame: `g.sched.pc` as mcall saved it in gopark,
+    /// `g.syscallpc` as entersyscall saved it (the dump's stacks, walked as Go's traceback walks
+    /// a goroutine that is not running).
+    ReturnAddress,
+}
+
+/// Functions the runtime calls by injecting a call into an interrupted goroutine: the frame
+/// below one of them was stopped mid-instruction, not calling, so its PC is exact
+/// (src/runtime/traceback.go `unwinder.next`, `injectedCall`).
+const INJECTED_CALLS: [&str; 3] = [
+    "runtime.sigpanic",
+    "runtime.asyncPreempt",
+    "runtime.debugCallV2",
+];
+
+/// `FuncIDWrapper` of the binary's Go version: the last `abi.FuncID` (internal/abi/symtab.go).
+/// Go 1.25 replaced `FuncID_runfinq` with `FuncID_runFinalizers` and `FuncID_runCleanups`,
+/// moving it from 22 to 23; later versions are assumed to keep 23.
+pub fn func_id_wrapper(go_minor: u32) -> u8 {
+    if go_minor >= 25 { 23 } else { 22 }
+}
+
+/// Where each PC's source position is looked up, as src/runtime/traceback.go `unwinder.symPC`
+/// does: at PC-1 (inside the call instruction, whose line is the call's) for a return address
+/// past its function's entry; at the PC itself for an exact innermost PC, for the frame below
+/// an injected call, and at a function's entry (a goroutine that never ran: newproc1 and
+/// gostartcall set `g.sched.pc` to the entry of its function). Looking a return address up at
+/// the PC itself can give the line after the call: `syscall.Syscall` at its
+/// `runtime_exitsyscall()` line instead of `runtime_entersyscall()`.
+/// `func_of` gives the entry and name of the function containing a PC.
+pub fn lookup_pcs<'a>(
+    pcs: &[u64],
+    innermost: Innermost,
+    func_of: impl Fn(u64) -> Option<(u64, &'a str)>,
+) -> Vec<u64> {
+    let mut exact = innermost == Innermost::Exact;
+    pcs.iter()
+        .map(|&pc| {
+            let func = func_of(pc);
+            let lookup = match func {
+                Some((entry, _)) if !exact && pc > entry => pc - 1,
+                _ => pc,
+            };
+            exact = func.is_some_and(|(_, name)| INJECTED_CALLS.contains(&name));
+            lookup
+        })
+        .collect()
 }
 
 /// Symbolizes runtime PCs (`bias` = load bias) with the binary's pclntab, inlined frames
-/// included. Every PC after the first is a return address, so its call site is looked up at
-/// PC-1 (as src/runtime/traceback.go does).
+/// included; the first PC is exact (a probe hit), every other one a return address.
 pub fn symbolize(bin: &GoBinary, bias: u64, pcs: &[u64]) -> Vec<StackFrame> {
+    symbolize_stack(bin, bias, pcs, Innermost::Exact)
+}
+
+/// Symbolizes a stack whose innermost PC was captured as `innermost` says (see [`lookup_pcs`]).
+pub fn symbolize_stack(
+    bin: &GoBinary,
+    bias: u64,
+    pcs: &[u64],
+    innermost: Innermost,
+) -> Vec<StackFrame> {
     let Some(tab) = bin.pclntab() else {
         return Vec::new();
     };
+    let wrapper = func_id_wrapper(bin.minor);
+    let pcs: Vec<u64> = pcs.iter().map(|pc| pc.wrapping_sub(bias)).collect();
+    let lookups = lookup_pcs(&pcs, innermost, |pc| {
+        tab.find_func(pc).map(|f| (f.entry, f.name))
+    });
     let mut out = Vec::new();
-    for (i, &pc) in pcs.iter().enumerate() {
-        let pc = pc.wrapping_sub(bias);
-        let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
+    for (&pc, &lookup) in pcs.iter().zip(&lookups) {
         let frames = tab.frames_for_pc(lookup);
         if frames.is_empty() {
             out.push(StackFrame {
@@ -135,6 +207,7 @@ pub fn symbolize(bin: &GoBinary, bias: u64, pcs: &[u64]) -> Vec<StackFrame> {
                 file: String::new(),
                 line: 0,
                 inlined: false,
+                wrapper: false,
             });
         }
         for f in frames {
@@ -143,6 +216,7 @@ pub fn symbolize(bin: &GoBinary, bias: u64, pcs: &[u64]) -> Vec<StackFrame> {
                 file: f.file.to_string(),
                 line: f.line,
                 inlined: f.inlined,
+                wrapper: f.func_id == wrapper,
             });
         }
     }
@@ -260,12 +334,53 @@ mod tests {
     }
 
     #[test]
+    fn return_addresses_are_looked_up_inside_the_call() {
+        // Functions: f at 0x100, g at 0x200, runtime.asyncPreempt at 0x300.
+        let func_of = |pc: u64| -> Option<(u64, &'static str)> {
+            match pc {
+                0x100..0x200 => Some((0x100, "main.f")),
+                0x200..0x300 => Some((0x200, "main.g")),
+                0x300..0x400 => Some((0x300, "runtime.asyncPreempt")),
+                _ => None,
+            }
+        };
+        let pcs = [0x110, 0x220, 0x999];
+        assert_eq!(
+            lookup_pcs(&pcs, Innermost::Exact, func_of),
+            vec![0x110, 0x21f, 0x999]
+        );
+        assert_eq!(
+            lookup_pcs(&pcs, Innermost::ReturnAddress, func_of),
+            vec![0x10f, 0x21f, 0x999]
+        );
+        // A goroutine that never ran sits at its function's entry.
+        assert_eq!(
+            lookup_pcs(&[0x200], Innermost::ReturnAddress, func_of),
+            vec![0x200]
+        );
+        // The frame an injected call interrupted is at an exact PC; the one above, a call.
+        assert_eq!(
+            lookup_pcs(&[0x310, 0x120, 0x220], Innermost::ReturnAddress, func_of),
+            vec![0x30f, 0x120, 0x21f]
+        );
+    }
+
+    #[test]
+    fn wrapper_func_ids_follow_the_go_version() {
+        assert_eq!(func_id_wrapper(22), 22);
+        assert_eq!(func_id_wrapper(24), 22);
+        assert_eq!(func_id_wrapper(25), 23);
+        assert_eq!(func_id_wrapper(27), 23);
+    }
+
+    #[test]
     fn the_blocking_site_skips_runtime_and_sync_frames() {
         let f = |function: &str, file: &str| StackFrame {
             function: function.into(),
             file: file.into(),
             line: 1,
             inlined: false,
+            wrapper: false,
         };
         let frames = vec![
             f("runtime.gopark", "proc.go"),

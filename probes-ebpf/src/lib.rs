@@ -168,6 +168,60 @@ const _: () = assert!(size_of::<GoEvent>() == 160);
 /// Name of the stack-trace map holding the user stacks of parks (frame-pointer walks, which Go
 /// keeps on amd64).
 pub const MAP_USTACKS: &str = "USTACKS";
+
+/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): a map update that only creates, never overwrites.
+pub const BPF_NOEXIST: u64 = 1;
+
+/// Precise mode's settings, written by the agent before attaching.
+pub const MAP_PRECISE_CONFIG: &str = "PRECISE_CONFIG";
+/// goid → its park (a whole [`GoEvent`]) until `ready` ends it: the park time for the wait
+/// histograms, and the park itself, sent late, for a wait that turns out long.
+pub const MAP_PARKED: &str = "PARKED";
+pub const PARKED_MAX_ENTRIES: u32 = 131_072;
+/// (stack id, wait reason) → log2 histogram of finished waits.
+pub const MAP_WAIT_HIST: &str = "WAIT_HIST";
+pub const WAIT_HIST_MAX_ENTRIES: u32 = 4096;
+/// Buckets of a [`WaitHist`]: bucket i counts waits of [2^i, 2^(i+1)) ns; the last one takes
+/// everything from 2^39 ns (about 9 minutes) up.
+pub const WAIT_HIST_BUCKETS: usize = 40;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreciseConfig {
+    /// Stream a park (and its ready) only once the wait has lasted this long; 0 streams every
+    /// park when it happens. Shorter waits still count in the histograms.
+    pub min_wait_ns: u64,
+}
+const _: () = assert!(size_of::<PreciseConfig>() == 8);
+
+/// A wait site: the park's user stack and its wait reason.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HistKey {
+    pub stack_id: u32,
+    pub reason: u32,
+}
+const _: () = assert!(size_of::<HistKey>() == 8);
+
+/// Finished waits at one site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitHist {
+    pub count: u64,
+    pub total_ns: u64,
+    pub buckets: [u64; WAIT_HIST_BUCKETS],
+}
+const _: () = assert!(size_of::<WaitHist>() == 16 + 8 * WAIT_HIST_BUCKETS);
+
+impl Default for WaitHist {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            total_ns: 0,
+            buckets: [0; WAIT_HIST_BUCKETS],
+        }
+    }
+}
 /// Capacity and depth of [`MAP_USTACKS`]: identical stacks share an id, so the entries bound the
 /// distinct blocking sites, not the goroutines.
 pub const USTACKS_MAX_ENTRIES: u32 = 16384;
@@ -182,6 +236,9 @@ mod pod {
     unsafe impl aya::Pod for super::RuntimeLayout {}
     unsafe impl aya::Pod for super::GoEvent {}
     unsafe impl aya::Pod for super::SemaWait {}
+    unsafe impl aya::Pod for super::PreciseConfig {}
+    unsafe impl aya::Pod for super::HistKey {}
+    unsafe impl aya::Pod for super::WaitHist {}
 }
 
 // --- Scheduler (OS thread) state ---

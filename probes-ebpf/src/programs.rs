@@ -13,12 +13,13 @@ use aya_ebpf::{
     btf_maps::StackTrace,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{btf_map, map, uprobe},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, tracing::StackIdContext},
 };
 use probes_ebpf::{
-    EVENTS_RING_BYTES, EventKind, GoEvent, MAX_WAIT_CHANS, NO_STACK, RuntimeLayout, SemaWait,
-    USTACK_DEPTH, USTACKS_MAX_ENTRIES,
+    BPF_NOEXIST, EVENTS_RING_BYTES, EventKind, GoEvent, HistKey, MAX_WAIT_CHANS, NO_STACK,
+    PARKED_MAX_ENTRIES, PreciseConfig, RuntimeLayout, SemaWait, USTACK_DEPTH, USTACKS_MAX_ENTRIES,
+    WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WaitHist,
 };
 
 #[map]
@@ -29,6 +30,19 @@ static LAYOUT: Array<RuntimeLayout> = Array::with_max_entries(1, 0);
 
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static PRECISE_CONFIG: Array<PreciseConfig> = Array::with_max_entries(1, 0);
+
+/// goid → its current park. LRU: a goroutine parked before the map filled and never readied
+/// (or one whose ready we missed) cannot keep a slot forever.
+#[map]
+static PARKED: LruHashMap<u64, GoEvent> = LruHashMap::with_max_entries(PARKED_MAX_ENTRIES, 0);
+
+/// Per CPU, so that counting needs no atomics (the agent sums the CPUs' copies).
+#[map]
+static WAIT_HIST: LruPerCpuHashMap<HistKey, WaitHist> =
+    LruPerCpuHashMap::with_max_entries(WAIT_HIST_MAX_ENTRIES, 0);
 
 /// goid → the semaphore it is about to wait on. LRU, so goroutines that exit without parking
 /// cannot fill it.
@@ -166,8 +180,63 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
         ev.sema_kind = w.kind;
         let _ = SEMA.remove(ev.goid);
     }
-    emit(&ev)
+    // Kept until `ready`, for the histograms and for a late send of a wait that turns long.
+    let _ = PARKED.insert(ev.goid, ev, 0);
+    if min_wait_ns() == 0 { emit(&ev) } else { Ok(0) }
 }
+
+#[inline(always)]
+fn min_wait_ns() -> u64 {
+    PRECISE_CONFIG.get(0).map_or(0, |c| c.min_wait_ns)
+}
+
+/// log2 bucket of a wait.
+#[inline(always)]
+fn bucket(ns: u64) -> usize {
+    let b = 63 - (ns | 1).leading_zeros() as usize;
+    if b >= WAIT_HIST_BUCKETS {
+        WAIT_HIST_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// Counts a finished wait at its site, in this CPU's copy of the site's histogram.
+#[inline(always)]
+fn record_wait(park: &GoEvent, wait_ns: u64) {
+    let key = HistKey {
+        stack_id: park.stack_id,
+        reason: park.reason,
+    };
+    let h = match WAIT_HIST.get_ptr_mut(&key) {
+        Some(h) => h,
+        None => {
+            let _ = WAIT_HIST.insert(&key, &EMPTY_HIST, BPF_NOEXIST);
+            match WAIT_HIST.get_ptr_mut(&key) {
+                Some(h) => h,
+                None => return,
+            }
+        }
+    };
+    let i = bucket(wait_ns);
+    // SAFETY: `h` points at this CPU's copy of a map value, valid for this program run, and
+    // no other program writes it while this one runs on this CPU.
+    unsafe {
+        (*h).count += 1;
+        (*h).total_ns += wait_ns;
+        if i < WAIT_HIST_BUCKETS {
+            (*h).buckets[i] += 1;
+        }
+    }
+}
+
+/// A zeroed histogram in read-only data: 336 bytes would not fit the 512-byte BPF stack next
+/// to the events.
+static EMPTY_HIST: WaitHist = WaitHist {
+    count: 0,
+    total_ns: 0,
+    buckets: [0; WAIT_HIST_BUCKETS],
+};
 
 /// `func ready(gp *g, traceskip int, next bool)` (src/runtime/proc.go, Go 1.22–1.27):
 /// RAX = gp, the goroutine being made runnable; R14 = the g doing it.
@@ -183,7 +252,28 @@ fn try_ready(ctx: &ProbeContext) -> Result<u32, u32> {
     ev.goid = read_u64(r.rax, l.g_goid)?;
     // The waker may be g0 (e.g. netpoll or timers on a system stack); its goid is 0 then.
     ev.peer_goid = read_u64(r.r14, l.g_goid).unwrap_or(0);
-    emit(&ev)
+    let min = min_wait_ns();
+    match PARKED.get_ptr(ev.goid) {
+        Some(p) => {
+            // SAFETY: pointer from a successful map lookup, valid for this program run (read
+            // in place: a copy would not fit the BPF stack next to `ev`).
+            let park = unsafe { &*p };
+            let wait = ev.ts_ns.saturating_sub(park.ts_ns);
+            record_wait(park, wait);
+            let sent = if min == 0 {
+                emit(&ev)
+            } else if wait >= min {
+                // A long wait: its park, sent now, then its end.
+                emit(park).and_then(|_| emit(&ev))
+            } else {
+                Ok(0)
+            };
+            let _ = PARKED.remove(ev.goid);
+            sent
+        }
+        // Parked before the attach (or evicted): its end is news either way.
+        None => emit(&ev),
+    }
 }
 
 /// Go 1.22: `func newproc1(fn *funcval, callergp *g, callerpc uintptr) *g`; Go 1.23–1.27 add
@@ -242,6 +332,13 @@ fn try_semacquire(ctx: &ProbeContext) -> Result<u32, u32> {
     };
     SEMA.insert(goid, w, 0).map_err(|_| 5u32)?;
     Ok(0)
+}
+
+/// Does nothing: attached alone (the agent's hidden `--mode trap`), it measures what the uprobe
+/// trap itself costs the target, the floor under every probe above (`cargo xtask bench`).
+#[uprobe]
+pub fn noop(_ctx: ProbeContext) -> u32 {
+    0
 }
 
 #[panic_handler]

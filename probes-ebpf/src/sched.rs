@@ -31,8 +31,8 @@ use aya_ebpf::{
     programs::{TracePointContext, tracing::StackIdContext},
 };
 use probes_ebpf::{
-    KSTACK_DEPTH, KSTACKS_MAX_ENTRIES, SCHED_F_KSTACKS, SchedConfig, THREADS_MAX_ENTRIES,
-    ThreadSched, task_state,
+    BPF_NOEXIST, KSTACK_DEPTH, KSTACKS_MAX_ENTRIES, SCHED_F_KSTACKS, SchedConfig,
+    THREADS_MAX_ENTRIES, ThreadSched, task_state,
 };
 
 #[map]
@@ -46,9 +46,6 @@ static THREADS: HashMap<u32, ThreadSched> = HashMap::with_max_entries(THREADS_MA
 #[btf_map]
 static KSTACKS: StackTrace<{ KSTACKS_MAX_ENTRIES as usize }, 0, { KSTACK_DEPTH as usize }> =
     StackTrace::new();
-
-/// `BPF_NOEXIST` (include/uapi/linux/bpf.h): create only, never overwrite.
-const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 fn config() -> Result<&'static SchedConfig, u32> {

@@ -23,17 +23,29 @@ fn blockprobe(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn target_exiting_mid_session_ends_it_with_a_report() {
+    for mode in ["scan", "precise"] {
+        target_exiting(mode);
+    }
+}
+
+fn target_exiting(mode: &str) {
     let Some(fixture) = prepare("1.27", "default", "parkers") else {
         return;
     };
-    let scratch = Scratch::new("exit");
+    let scratch = Scratch::new(&format!("exit-{mode}"));
     let report_path = scratch.path("report.json");
     let mut target = start_ready(&fixture);
-    let mut agent = attach_agent(target.pid(), &report_path, &["--threshold", "0s"]);
+    let mut agent = attach_agent(
+        target.pid(),
+        &report_path,
+        &["--mode", mode, "--threshold", "0s"],
+    );
     target.send_line("go").unwrap();
     target
         .expect_stdout(Duration::from_secs(10), |l| l == "done")
         .unwrap();
+    // Scan mode trusts a wait seen by two scans in a row (100 ms apart by default).
+    std::thread::sleep(Duration::from_millis(300));
     // SIGUSR1: a summary now, on stderr, and the session goes on.
     agent.signal(libc::SIGUSR1);
     agent
@@ -67,13 +79,19 @@ fn target_exiting_mid_session_ends_it_with_a_report() {
 
 #[test]
 fn target_exec_ing_another_program_ends_the_session() {
+    for mode in ["scan", "precise"] {
+        target_exec_ing(mode);
+    }
+}
+
+fn target_exec_ing(mode: &str) {
     let Some(fixture) = prepare("1.27", "default", "parkers") else {
         return;
     };
-    let scratch = Scratch::new("exec");
+    let scratch = Scratch::new(&format!("exec-{mode}"));
     let report_path = scratch.path("report.json");
     let mut target = start_ready(&fixture);
-    let mut agent = attach_agent(target.pid(), &report_path, &[]);
+    let mut agent = attach_agent(target.pid(), &report_path, &["--mode", mode]);
     target.send_line("exec").unwrap();
     let status = agent
         .wait_timeout(Duration::from_secs(10))

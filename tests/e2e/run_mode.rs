@@ -14,18 +14,23 @@ fn run(go_minor: &str, variant: &str) {
     let Some(fixture) = prepare(go_minor, variant, "leaky") else {
         return;
     };
-    let scratch = Scratch::new(&format!("run-{go_minor}-{variant}"));
+    // Both modes find the same leaks: precise sees them park, scan mode finds them in the
+    // goroutine table.
+    for mode in ["precise", "scan"] {
+        run_in(&fixture, go_minor, variant, mode);
+    }
+}
+
+fn run_in(fixture: &std::path::Path, go_minor: &str, variant: &str, mode: &str) {
+    let scratch = Scratch::new(&format!("run-{go_minor}-{variant}-{mode}"));
     let report_path = scratch.path("report.json");
 
-    let alone = Command::new(&fixture)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let alone = Command::new(fixture).stdin(Stdio::null()).output().unwrap();
     let under = Command::new(blockprobe_bin())
-        .args(["run", "--json"])
+        .args(["run", "--mode", mode, "--json"])
         .arg(&report_path)
         .arg("--")
-        .arg(&fixture)
+        .arg(fixture)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -46,6 +51,7 @@ fn run(go_minor: &str, variant: &str) {
     let (chan, mutex) = (kv(leaked, "chan"), kv(leaked, "mutex"));
     let report = read_report(&report_path);
     assert_eq!(report["end_reason"], "target-exited");
+    assert_eq!(report["mode"], mode);
     assert_eq!(report["exit_code"], 3);
     assert_eq!(report["events_lost"], 0);
     let blocked = report["blocked"].as_array().unwrap();
@@ -57,10 +63,8 @@ fn run(go_minor: &str, variant: &str) {
     };
     let receiver = find(&chan);
     assert_eq!(receiver["wait_reason"], "chan receive");
-    assert_eq!(
-        receiver["source"], "uprobe",
-        "seen parking, not found by a scan"
-    );
+    let source = if mode == "precise" { "uprobe" } else { "scan" };
+    assert_eq!(receiver["source"], source, "{receiver}");
     assert_eq!(receiver["blocked_before_attach"], false);
     assert!(
         ends_with(

@@ -45,13 +45,28 @@ fn run(go_minor: &str, variant: &str) {
     let scratch = Scratch::new(&format!("park-{go_minor}-{variant}"));
     let events_path = scratch.path("events.ndjson");
     let report_path = scratch.path("report.json");
+    let scan_report_path = scratch.path("scan-report.json");
 
     let mut target = start_ready(&fixture);
     let events = events_path.to_str().unwrap();
     let mut agent = attach_agent(
         target.pid(),
         &report_path,
-        &["--threshold", "50ms", "--events", events],
+        &[
+            "--mode",
+            "precise",
+            "--threshold",
+            "50ms",
+            "--events",
+            events,
+        ],
+    );
+    // A second agent, in scan mode, watches the same process at the same time: it must find
+    // the same blocked goroutines with the same facts, without a single uprobe.
+    let mut scan_agent = attach_agent(
+        target.pid(),
+        &scan_report_path,
+        &["--mode", "scan", "--threshold", "50ms"],
     );
 
     target.send_line("go").expect("tell fixture to block");
@@ -73,8 +88,16 @@ fn run(go_minor: &str, variant: &str) {
         .parse()
         .unwrap();
 
+    // Scan mode sees a wait once two scans in a row found it (100 ms apart by default); main
+    // has just gone to sleep after printing "done".
+    std::thread::sleep(Duration::from_millis(400));
     // SIGINT: blockprobe detaches and writes its report.
     agent.signal(libc::SIGINT);
+    scan_agent.signal(libc::SIGINT);
+    let status = scan_agent
+        .wait_timeout(Duration::from_secs(10))
+        .expect("scan-mode blockprobe exits after SIGINT");
+    assert!(status.success(), "{:?}", scan_agent.drain_stderr());
     let status = agent
         .wait_timeout(Duration::from_secs(10))
         .expect("blockprobe exits after SIGINT");
@@ -251,8 +274,71 @@ fn run(go_minor: &str, variant: &str) {
             b.goid
         );
     }
+    same_answers_in_scan_mode(&report, &read_report(&scan_report_path), &blocked);
+
     // The target is unharmed: still running after detach.
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
 }
 
 blockprobe_tests::go_matrix!(run);
+
+/// Scan mode finds what precise mode found: the same goroutines, each with the same wait
+/// reason, object, channels, creation site and blocking site.
+fn same_answers_in_scan_mode(precise: &Value, scan: &Value, fixture: &[Blocked]) {
+    assert_eq!(scan["mode"], "scan");
+    assert!(
+        scan["probes"].as_array().unwrap().is_empty(),
+        "scan mode attached uprobes: {}",
+        scan["probes"]
+    );
+    assert!(
+        scan["scan"]["scans"].as_u64().unwrap() >= 2,
+        "{}",
+        scan["scan"]
+    );
+    let facts = |r: &Value| -> HashMap<u64, Value> {
+        r["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let mut chans: Vec<&str> = b["wait_chans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap())
+                    .collect();
+                chans.sort();
+                let key = serde_json::json!({
+                    "wait_reason": b["wait_reason"], "object_kind": b["object_kind"],
+                    "object": b["object"], "wait_chans": chans,
+                    "created_by": b["created_by"], "start_function": b["start_function"],
+                    "blocked_at": b["blocked_at"],
+                });
+                (b["goid"].as_u64().unwrap(), key)
+            })
+            .collect()
+    };
+    let (p, s) = (facts(precise), facts(scan));
+    for b in fixture {
+        assert_eq!(
+            s.get(&b.goid),
+            p.get(&b.goid),
+            "goroutine {} ({}): scan vs precise",
+            b.goid,
+            b.what
+        );
+        let g = scan["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["goid"] == b.goid)
+            .unwrap();
+        assert_eq!(g["source"], "scan", "{g}");
+    }
+    let mut pk: Vec<u64> = p.keys().copied().collect();
+    let mut sk: Vec<u64> = s.keys().copied().collect();
+    pk.sort();
+    sk.sort();
+    assert_eq!(sk, pk, "the same goroutines blocked in both modes");
+}

@@ -1,17 +1,25 @@
-//! `cargo xtask bench`: what attaching blockprobe costs a live Go program, next to no agent and
-//! to Go's own `runtime/trace`, on the same machine in the same invocation.
+//! `cargo xtask bench`: what attaching blockprobe costs a live Go program, in each of its modes,
+//! next to no agent and to Go's own `runtime/trace`, on the same machine in the same invocation.
 //!
-//! Throughput workloads (Go fixtures `tests/fixtures/bench_*`) run in three modes: no agent,
-//! blockprobe attached (`blockprobe attach --pid N --json FILE`, attached before the measured
-//! loop starts, ending by itself when the workload exits), and runtime/trace recording
-//! (`BENCH_TRACE=FILE`). The modes are interleaved over rounds, in a rotating order, so that a
-//! noisy VM hurts them alike; each cell is a median. A last run attaches blockprobe to a
+//! Throughput workloads (Go fixtures `tests/fixtures/bench_*`) run in four modes: no agent;
+//! blockprobe in `scan` mode (goroutine-table scans every --scan-interval, no uprobes) and in
+//! `precise` mode (every uprobe), each `blockprobe attach --pid N --mode M --json FILE`,
+//! attached before the measured loop starts and ending by itself when the workload exits; and
+//! runtime/trace recording (`BENCH_TRACE=FILE`). The ping-pong workload also runs with the
+//! agent's hidden `--mode trap` (one no-op uprobe where precise mode probes runtime.gopark): the
+//! bare cost of a uprobe trap, the baseline of precise mode's per-event cost (see
+//! [`summary::PerEvent`]). The modes are interleaved over rounds, in a rotating order, so that
+//! a noisy VM hurts them alike; each cell is a median, each ratio one against the no-agent
+//! median of the same invocation. Last, blockprobe attaches (scan mode, then precise mode) to a
 //! process with 100k blocked goroutines for its memory and scan cost. Nothing is hard-coded:
 //! every figure printed is measured, and the targets are checked against the figures.
+mod json;
 mod proc;
 mod report;
 mod runs;
 mod stats;
+mod summary;
+mod targets;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,21 +37,24 @@ use crate::util::{self, cargo};
 /// `cargo xtask bench` options.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// One round of 2-second runs (about half a minute of runs instead of about three minutes).
+    /// One round of 2-second runs (about a minute instead of about six).
     #[arg(long)]
     pub quick: bool,
     /// The Go version to build the workloads with (default: the newest supported).
     #[arg(long = "go", value_name = "VERSION")]
     pub go: Option<String>,
-    /// Rounds of none/agent/trace runs per workload [default: 5, or 1 with --quick].
+    /// Rounds of none/scan/precise/trace(/trap) runs per workload [default: 5, or 1 with --quick].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     pub rounds: Option<u32>,
     /// Seconds each throughput run lasts [default: 3, or 2 with --quick].
     #[arg(long, value_name = "SECS")]
     pub secs: Option<f64>,
-    /// Blocked goroutines in the memory/scan run.
+    /// Blocked goroutines in the memory/scan runs.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub goroutines: u32,
+    /// blockprobe's --scan-interval in scan mode (100ms: 10 scans a second, its default).
+    #[arg(long, value_name = "DURATION", default_value = "100ms")]
+    pub scan_interval: String,
     /// Run only these workloads (pingpong, mutexpool, http, goroutines); repeatable.
     #[arg(long, value_name = "WORKLOAD")]
     pub only: Vec<String>,
@@ -58,6 +69,20 @@ pub struct Workload {
     pub name: &'static str,
     pub fixture: &'static str,
     pub about: &'static str,
+    /// Also run it with `--mode trap`, for the per-event cost (ping-pong only: there every
+    /// park is a probe hit of a known kind, see [`summary::PerEvent`]).
+    pub trap: bool,
+}
+
+impl Workload {
+    /// The modes it runs in, rotated over the rounds.
+    pub fn modes(&self) -> Vec<Mode> {
+        let mut m = MODES.to_vec();
+        if self.trap {
+            m.push(Mode::Trap);
+        }
+        m
+    }
 }
 
 pub const WORKLOADS: &[Workload] = &[
@@ -65,46 +90,112 @@ pub const WORKLOADS: &[Workload] = &[
         name: "pingpong",
         fixture: "bench_pingpong",
         about: "2 goroutines, round trips over unbuffered channels (op = round trip)",
+        trap: true,
     },
     Workload {
         name: "mutexpool",
         fixture: "bench_mutexpool",
         about: "8 workers on one sync.Mutex guarding a map (op = critical section)",
+        trap: false,
     },
     Workload {
         name: "http",
         fixture: "bench_http",
         about: "net/http server on 127.0.0.1, 16 keep-alive clients in a separate process \
                 (op = request); the agent watches the server only",
+        trap: false,
     },
 ];
-const GOROUTINES_WORKLOAD: &str = "goroutines";
+pub const GOROUTINES_WORKLOAD: &str = "goroutines";
 const GOROUTINES_FIXTURE: &str = "bench_goroutines";
-/// How long blockprobe stays attached in the goroutines run.
-const GOROUTINES_ATTACH: &str = "2s";
+/// How long blockprobe stays attached in the goroutines runs.
+const GOROUTINES_ATTACH: &str = "3s";
+/// The agent modes of the goroutines runs: scan (the targets) and precise (for comparison).
+const GOROUTINES_MODES: [Mode; 2] = [Mode::Scan, Mode::Precise];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     None,
-    Agent,
+    /// `blockprobe attach --mode scan --scan-interval I`.
+    Scan,
+    /// `blockprobe attach --mode precise`.
+    Precise,
     Trace,
+    /// `blockprobe attach --mode trap`: one no-op uprobe at precise mode's gopark probe point.
+    Trap,
 }
 
-pub const MODES: [Mode; 3] = [Mode::None, Mode::Agent, Mode::Trace];
+/// Every throughput workload's modes, in the order of the table's columns.
+pub const MODES: [Mode; 4] = [Mode::None, Mode::Scan, Mode::Precise, Mode::Trace];
+/// The modes with blockprobe attached, in the order of the agent table's rows.
+pub const AGENT_MODES: [Mode; 3] = [Mode::Scan, Mode::Precise, Mode::Trap];
 
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::None => "none",
-            Mode::Agent => "agent",
+            Mode::Scan => "scan",
+            Mode::Precise => "precise",
             Mode::Trace => "trace",
+            Mode::Trap => "trap",
         }
+    }
+
+    /// The agent's `--mode` value, for the modes that attach blockprobe.
+    pub fn agent_mode(self) -> Option<&'static str> {
+        match self {
+            Mode::Scan | Mode::Precise | Mode::Trap => Some(self.name()),
+            Mode::None | Mode::Trace => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::None => "no agent",
+            Mode::Scan => "blockprobe attached, scan mode",
+            Mode::Precise => "blockprobe attached, precise mode",
+            Mode::Trace => "runtime/trace recording",
+            Mode::Trap => "blockprobe attached, trap mode (one no-op uprobe on gopark)",
+        }
+    }
+}
+
+/// Scan mode's figures from blockprobe's report (`"scan"`).
+#[derive(Clone, Debug, Default)]
+pub struct ScanFacts {
+    pub interval_ns: u64,
+    pub scans: u64,
+    pub failed: u64,
+    pub goroutines: u64,
+    pub skipped: u64,
+    /// The agent thread's CPU over the scans (CLOCK_THREAD_CPUTIME_ID around each).
+    pub cpu_ns_total: u64,
+    pub cpu_ns_max: u64,
+}
+
+impl ScanFacts {
+    /// Mean agent CPU per scan, ms: `cpu_ns_total / scans`.
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.scans > 0).then(|| self.cpu_ns_total as f64 / self.scans as f64 / 1e6)
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.cpu_ns_max as f64 / 1e6
     }
 }
 
 /// What blockprobe's JSON report said (the fields the bench uses).
 #[derive(Clone, Debug, Default)]
 pub struct ReportFacts {
+    /// `"mode"`: scan, precise or trap.
+    pub mode: String,
+    pub scan: Option<ScanFacts>,
+    /// Precise mode's in-kernel filter (`"min_wait_ns"`): parks shorter than this are not
+    /// streamed as events. None or 0: every transition is streamed.
+    pub min_wait_ns: Option<u64>,
+    /// Precise mode: the finished waits the kernel counted (the sum of `wait_histograms[].count`),
+    /// when the report has them: one gopark hit and one ready hit each.
+    pub waits_counted: Option<u64>,
     pub events_received: u64,
     pub events_lost: u64,
     pub duration_s: f64,
@@ -117,15 +208,41 @@ pub struct ReportFacts {
 
 impl ReportFacts {
     fn parse(v: &Value) -> Result<ReportFacts> {
-        let u = |k: &str| {
+        let u = |v: &Value, k: &str| {
             v.get(k)
                 .and_then(Value::as_u64)
                 .with_context(|| format!("the report has no `{k}` number"))
         };
+        let scan = match v.get("scan") {
+            None | Some(Value::Null) => None,
+            Some(s) => Some(ScanFacts {
+                interval_ns: u(s, "interval_ns")?,
+                scans: u(s, "scans")?,
+                failed: u(s, "failed")?,
+                goroutines: u(s, "goroutines")?,
+                skipped: u(s, "skipped")?,
+                cpu_ns_total: u(s, "cpu_ns_total")?,
+                cpu_ns_max: u(s, "cpu_ns_max")?,
+            }),
+        };
         Ok(ReportFacts {
-            events_received: u("events_received")?,
-            events_lost: u("events_lost")?,
-            duration_s: u("duration_ns")? as f64 / 1e9,
+            mode: v["mode"]
+                .as_str()
+                .context("the report has no `mode` (a blockprobe older than --mode?)")?
+                .to_string(),
+            scan,
+            min_wait_ns: v.get("min_wait_ns").and_then(Value::as_u64),
+            waits_counted: v
+                .get("wait_histograms")
+                .and_then(Value::as_array)
+                .map(|hs| {
+                    hs.iter()
+                        .filter_map(|h| h.get("count").and_then(Value::as_u64))
+                        .sum()
+                }),
+            events_received: u(v, "events_received")?,
+            events_lost: u(v, "events_lost")?,
+            duration_s: u(v, "duration_ns")? as f64 / 1e9,
             end_reason: v["end_reason"].as_str().unwrap_or("?").to_string(),
             probes: v["probes"]
                 .as_array()
@@ -155,6 +272,8 @@ impl ReportFacts {
 #[derive(Clone, Debug, Default)]
 pub struct AgentRun {
     pub pid: u32,
+    /// The `--mode` it was started with.
+    pub mode: &'static str,
     /// From its start to its `attached` line.
     pub attach_s: f64,
     /// CPU (user + system) used by the time it printed `attached` (startup, probe placement).
@@ -170,6 +289,8 @@ pub struct AgentRun {
     pub exit: Option<String>,
     pub report_path: PathBuf,
     pub report: Option<ReportFacts>,
+    /// Why the report could not be read, if it could not.
+    pub report_error: Option<String>,
     /// Its stderr, except the `attached` line.
     pub stderr: Vec<String>,
 }
@@ -199,10 +320,37 @@ impl Run {
         self.ops.filter(|_| self.ok()).map(|o| o.per_sec())
     }
 
+    pub fn report(&self) -> Option<&ReportFacts> {
+        self.agent.as_ref()?.report.as_ref()
+    }
+
     /// Events the agent received per second of the workload's measured run.
     pub fn events_per_s(&self) -> Option<f64> {
-        let r = self.agent.as_ref()?.report.as_ref()?;
-        Some(r.events_received as f64 / self.ops?.secs)
+        Some(self.report()?.events_received as f64 / self.ops?.secs)
+    }
+
+    /// Events streamed (received, or lost for a full ring) per op.
+    pub fn events_per_op(&self) -> Option<f64> {
+        let r = self.report()?;
+        let ops = self.ops.filter(|o| o.ops > 0)?.ops;
+        Some((r.events_received + r.events_lost) as f64 / ops as f64)
+    }
+
+    /// Parks per op as precise mode saw them, and where that figure came from: the finished
+    /// waits the kernel counted in its histograms when the report has them (they count every
+    /// park, streamed or filtered out by --min-wait); otherwise half the events, when nothing
+    /// was filtered (every park streams a park event and, when it ends, a ready event).
+    pub fn parks_per_op(&self) -> Option<(f64, &'static str)> {
+        let r = self.report().filter(|_| self.mode == Mode::Precise)?;
+        let ops = self.ops.filter(|o| o.ops > 0)?.ops as f64;
+        match r.waits_counted {
+            Some(w) if w > 0 => Some((w as f64 / ops, "wait histograms")),
+            _ if r.min_wait_ns.unwrap_or(0) == 0 => Some((
+                (r.events_received + r.events_lost) as f64 / 2.0 / ops,
+                "events / 2",
+            )),
+            _ => None,
+        }
     }
 
     /// The agent's CPU during the measured run, as a share of one core.
@@ -212,9 +360,10 @@ impl Run {
     }
 }
 
-/// The goroutines (memory/scan) run.
-#[derive(Clone, Debug, Default)]
+/// One goroutines (memory/scan) run.
+#[derive(Clone, Debug)]
 pub struct GoroutinesRun {
+    pub mode: Mode,
     pub requested: u32,
     /// `runtime.NumGoroutine()` as the workload printed it.
     pub started: Option<u64>,
@@ -234,6 +383,12 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let secs = args.secs.unwrap_or(if args.quick { 2.0 } else { 3.0 });
     if !(0.2..=600.0).contains(&secs) {
         bail!("--secs must be between 0.2 and 600");
+    }
+    if stats::parse_interval_s(&args.scan_interval).is_none_or(|s| s <= 0.0) {
+        bail!(
+            "--scan-interval {}: want a positive duration such as 100ms, 1s",
+            args.scan_interval
+        );
     }
     for o in &args.only {
         if o != GOROUTINES_WORKLOAD && !WORKLOADS.iter().any(|w| w.name == o) {
@@ -318,13 +473,15 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     timings.push(("fixtures", t.elapsed().as_secs_f64()));
 
     let out_dir = root.join("target/bench");
+    let measured = snapshot_agent(&agent, &out_dir)?;
     let ctx = Ctx {
         root: root.to_path_buf(),
         go_version: go_version.to_string(),
-        agent,
+        agent: measured,
         runs_dir: out_dir.join("runs"),
         tmp_dir: out_dir.join("tmp"),
         secs,
+        scan_interval: args.scan_interval.clone(),
     };
     for d in [&ctx.runs_dir, &ctx.tmp_dir] {
         let _ = std::fs::remove_dir_all(d);
@@ -339,18 +496,20 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let mut runs = Vec::new();
     if !workloads.is_empty() {
         println!(
-            "\n==> throughput: {} workload(s) x {{none, agent, trace}} x {rounds} round(s) of {secs}s",
-            workloads.len()
+            "\n==> throughput: {} workload(s) x {{none, scan, precise, trace}} (+ trap for \
+             pingpong) x {rounds} round(s) of {secs}s; scan mode every {}",
+            workloads.len(),
+            args.scan_interval
         );
     }
     for round in 0..rounds {
         for (wi, w) in workloads.iter().enumerate() {
-            for mode in stats::rotated(&MODES, round as usize + wi) {
+            for mode in stats::rotated(&w.modes(), round as usize + wi) {
                 println!(
                     "\n--> round {}/{rounds}: {} with {}",
                     round + 1,
                     w.name,
-                    describe_mode(mode)
+                    mode.describe()
                 );
                 let run = run_throughput(&ctx, w, mode, round);
                 println!("{}", report::run_line(&run));
@@ -360,50 +519,62 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     }
     timings.push(("throughput runs", t.elapsed().as_secs_f64()));
 
-    let goroutines = if with_goroutines {
-        println!(
-            "\n==> memory and scan cost: blockprobe attached for {GOROUTINES_ATTACH} to {} blocked goroutines",
-            args.goroutines
-        );
+    let mut goroutines = Vec::new();
+    if with_goroutines {
         let t = Instant::now();
-        let g = run_goroutines(&ctx, args.goroutines);
-        println!("{}", report::goroutines_line(&g));
-        timings.push(("goroutines run", t.elapsed().as_secs_f64()));
-        Some(g)
-    } else {
-        None
-    };
+        for mode in GOROUTINES_MODES {
+            println!(
+                "\n==> memory and scan cost: blockprobe ({} mode) attached for \
+                 {GOROUTINES_ATTACH} to {} blocked goroutines",
+                mode.name(),
+                args.goroutines
+            );
+            let g = run_goroutines(&ctx, args.goroutines, mode);
+            println!("{}", report::goroutines_line(&g));
+            goroutines.push(g);
+        }
+        timings.push(("goroutines runs", t.elapsed().as_secs_f64()));
+    }
 
     timings.push(("total", t_all.elapsed().as_secs_f64()));
     let config = json!({
         "quick": args.quick, "rounds": rounds, "secs": secs, "goroutines": args.goroutines,
-        "go_version": go_version, "only": args.only, "agent": ctx.agent,
+        "scan_interval": args.scan_interval, "go_version": go_version, "only": args.only,
+        "agent": agent, "agent_measured_copy": ctx.agent,
+        "modes": MODES.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "trap_workloads": workloads.iter().filter(|w| w.trap).map(|w| w.name).collect::<Vec<_>>(),
+        "goroutines_modes": GOROUTINES_MODES.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "goroutines_attach": GOROUTINES_ATTACH,
     });
-    let summaries: Vec<report::Summary> = workloads
+    let summaries: Vec<summary::Summary> = workloads
         .iter()
-        .map(|w| report::Summary::of(w, &runs))
+        .map(|w| summary::Summary::of(w, &runs))
         .collect();
-    let targets = report::targets(&summaries, &runs, goroutines.as_ref());
+    let per_event = summaries.iter().find(|s| s.trap).map(summary::PerEvent::of);
+    let targets = targets::targets(&summaries, per_event.as_ref(), &runs, &goroutines);
     let machine_end = report::machine(root);
     println!();
     print!(
         "{}",
-        report::render(
-            &summaries,
-            goroutines.as_ref(),
-            &targets,
-            &command,
-            &timings
-        )
+        report::render(&report::Rendered {
+            summaries: &summaries,
+            per_event: per_event.as_ref(),
+            goroutines: &goroutines,
+            targets: &targets,
+            command: &command,
+            scan_interval: &args.scan_interval,
+            timings: &timings,
+        })
     );
 
-    let doc = report::document(report::DocParts {
+    let doc = json::document(json::DocParts {
         command: &command,
         config,
         machine: (machine, machine_end),
         summaries: &summaries,
+        per_event: per_event.as_ref(),
         runs: &runs,
-        goroutines: goroutines.as_ref(),
+        goroutines: &goroutines,
         targets: &targets,
         timings: &timings,
     });
@@ -421,7 +592,7 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
             goroutines
                 .iter()
                 .filter(|g| g.error.is_some())
-                .map(|_| GOROUTINES_WORKLOAD.to_string()),
+                .map(|g| format!("{GOROUTINES_WORKLOAD} {}", g.mode.name())),
         )
         .collect();
     if !failed.is_empty() {
@@ -435,10 +606,23 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn describe_mode(mode: Mode) -> &'static str {
-    match mode {
-        Mode::None => "no agent",
-        Mode::Agent => "blockprobe attached",
-        Mode::Trace => "runtime/trace recording",
-    }
+/// Copies the agent binary to `out_dir/blockprobe` and returns the copy's path: the runs measure
+/// the copy, so that a `cargo build` of target/release/blockprobe while the bench runs (it
+/// takes minutes) cannot swap the binary between runs. The eBPF object is inside the binary.
+fn snapshot_agent(agent: &Path, out_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let copy = out_dir.join("blockprobe");
+    let tmp = out_dir.join("blockprobe.tmp");
+    std::fs::copy(agent, &tmp)
+        .with_context(|| format!("copying {} to {}", agent.display(), tmp.display()))?;
+    // A rename, not a copy over it: a previous copy may still be running.
+    std::fs::rename(&tmp, &copy)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), copy.display()))?;
+    println!(
+        "bench: measuring {} (a copy of {}, {:.1} MB)",
+        copy.display(),
+        agent.display(),
+        std::fs::metadata(&copy).map_or(0.0, |m| m.len() as f64 / 1e6)
+    );
+    Ok(copy)
 }

@@ -451,6 +451,7 @@ impl<'a> Reader<'a> {
             atomicstatus: g.off("atomicstatus")?,
             goid: g.off("goid")?,
             waitsince: g.off("waitsince")?,
+            tracking_seq: g.off("trackingSeq")?,
             waitreason: g.off("waitreason")?,
             parent_goid: g.off("parentGoid")?,
             gopc: g.off("gopc")?,

@@ -74,6 +74,9 @@ pub struct GLayout {
     pub goid: u32,
     /// `g.waitsince int64`: nanotime when the wait began (set lazily by the GC; see TOOLCHAIN.md).
     pub waitsince: u32,
+    /// `g.trackingSeq uint8`: bumped on every transition out of _Grunning (src/runtime/proc.go,
+    /// casgstatus), so an unchanged value across two reads means the g did not run between.
+    pub tracking_seq: u32,
     /// `g.waitreason waitReason` (a uint8).
     pub waitreason: u32,
     /// `g.parentGoid uint64`.

@@ -9,6 +9,7 @@ pub mod dwarf;
 pub mod layout;
 pub mod pclntab;
 pub mod prologue;
+pub mod semtable;
 pub mod stripped;
 pub mod syncobj;
 
@@ -134,7 +135,7 @@ pub struct GoBinary {
     pcln: PclnLocation,
     /// `runtime.allgs` (link-time address).
     allgs: Result<u64, String>,
-    /// `runtime.semtable` (address, size), from .symtab only.
+    /// `runtime.semtable` (link-time address, size): from .symtab, or decoded from the code.
     semtable: Option<(u64, u64)>,
 }
 
@@ -315,7 +316,21 @@ impl GoBinary {
                 f.entry,
             ))
         };
-        let semtable = symtab("runtime.semtable");
+        // Stripped: from the inlined `semTable.rootFor` of runtime.semrelease1/semacquire1
+        // (src/runtime/sema.go), see `semtable.rs`. Link-time addresses, as from .symtab; the
+        // scanner adds a PIE's load bias.
+        let semtable = symtab("runtime.semtable")
+            .filter(|&(_, size)| size > 0)
+            .map(Ok)
+            .unwrap_or_else(|| semtable::locate_semtable(&image, &tab))
+            .map_err(|e| {
+                tracing::warn!(
+                    "{}: runtime.semtable not found ({e}): semaphore waits will not show \
+                     their object",
+                    d.display()
+                );
+            })
+            .ok();
         let allgs = match symtab("runtime.allgs") {
             Some((addr, _)) => Ok(addr),
             None => func_code("runtime.forEachG").and_then(|(code, entry)| {
@@ -475,7 +490,8 @@ impl GoBinary {
     }
 
     /// `runtime.semtable`, the runtime's semaphore wait queues (src/runtime/sema.go): link-time
-    /// address and size, when .symtab names it.
+    /// address and total size (251 entries). From .symtab, or in stripped binaries decoded from
+    /// `runtime.semrelease1`/`runtime.semacquire1` (see [`semtable::locate_semtable`]).
     pub fn semtable(&self) -> Option<(u64, u64)> {
         self.semtable
     }

@@ -1,5 +1,5 @@
-//! Running the bench's processes: a workload in one mode, blockprobe attached to it, and the
-//! goroutines (memory/scan) run. Every failure ends up in the run's `error`, with what the
+//! Running the bench's processes: a workload in one mode, blockprobe attached to it in one of
+//! its modes, and the goroutines (memory/scan) runs. Every failure ends up in the run's `error`, with what the
 //! processes printed.
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct Ctx {
     pub runs_dir: PathBuf,
     pub tmp_dir: PathBuf,
     pub secs: f64,
+    /// blockprobe's `--scan-interval` in scan mode.
+    pub scan_interval: String,
 }
 
 impl Ctx {
@@ -80,11 +82,11 @@ fn throughput(ctx: &Ctx, w: &Workload, mode: Mode, round: u32, run: &mut Run) ->
     let pid = wait_ready(&mut wl, &mut out, &mut err)?;
 
     let mut agent = None;
-    if mode == Mode::Agent {
+    if mode.agent_mode().is_some() {
         let report = ctx
             .runs_dir
-            .join(format!("{}-agent-r{}.json", w.name, round + 1));
-        agent = Some(start_agent(ctx, pid, &report, None)?);
+            .join(format!("{}-{}-r{}.json", w.name, mode.name(), round + 1));
+        agent = Some(start_agent(ctx, pid, mode, &report, None)?);
     }
     let cpu_at_attach = agent
         .as_ref()
@@ -169,14 +171,25 @@ fn agent_error(a: &AgentRun) -> Result<()> {
         }
         _ => {}
     }
-    if a.report.is_none() {
-        bail!(
-            "blockprobe (pid {}) exited without a readable report at {}",
+    match &a.report {
+        None => bail!(
+            "blockprobe (pid {}) exited without a readable report at {}: {}",
             a.pid,
-            a.report_path.display()
-        );
+            a.report_path.display(),
+            a.report_error.as_deref().unwrap_or("?")
+        ),
+        Some(r) if r.mode != a.mode => bail!(
+            "blockprobe (pid {}) was started with --mode {} but its report says mode {:?}",
+            a.pid,
+            a.mode,
+            r.mode
+        ),
+        Some(r) if a.mode == "scan" && r.scan.is_none() => bail!(
+            "blockprobe (pid {}) ran in scan mode but its report has no `scan` figures",
+            a.pid
+        ),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 fn drained(lines: &mut Lines) -> String {
@@ -213,16 +226,23 @@ fn wait_ready(wl: &mut Proc, out: &mut Lines, err: &mut Lines) -> Result<u32> {
     }
 }
 
-/// Starts `blockprobe attach` and waits for its `blockprobe: attached` line.
+/// Starts `blockprobe attach --mode M` and waits for its `blockprobe: attached` line.
 fn start_agent(
     ctx: &Ctx,
     pid: u32,
+    mode: Mode,
     report: &Path,
     duration: Option<&str>,
 ) -> Result<(Proc, Lines, AgentRun)> {
+    let agent_mode = mode
+        .agent_mode()
+        .with_context(|| format!("mode {} attaches no agent", mode.name()))?;
     let _ = std::fs::remove_file(report);
     let mut cmd = Command::new(&ctx.agent);
-    cmd.args(["attach", "--pid", &pid.to_string()]);
+    cmd.args(["attach", "--pid", &pid.to_string(), "--mode", agent_mode]);
+    if mode == Mode::Scan {
+        cmd.args(["--scan-interval", &ctx.scan_interval]);
+    }
     if let Some(d) = duration {
         cmd.args(["--duration", d]);
     }
@@ -260,6 +280,7 @@ fn start_agent(
     }
     let a = AgentRun {
         pid: p.pid(),
+        mode: agent_mode,
         attach_s: p.started.elapsed().as_secs_f64(),
         report_path: report.to_path_buf(),
         ..AgentRun::default()
@@ -310,15 +331,22 @@ fn finish_agent(
             e.describe()
         });
     }
-    a.report = ReportFacts::read(&a.report_path).ok();
+    match ReportFacts::read(&a.report_path) {
+        Ok(r) => a.report = Some(r),
+        Err(e) => a.report_error = Some(format!("{e:#}")),
+    }
     a
 }
 
-/// Attaches blockprobe for a while to a process with many blocked goroutines.
-pub fn run_goroutines(ctx: &Ctx, n: u32) -> GoroutinesRun {
+/// Attaches blockprobe in `mode` for a while to a fresh process with many blocked goroutines.
+pub fn run_goroutines(ctx: &Ctx, n: u32, mode: Mode) -> GoroutinesRun {
     let mut g = GoroutinesRun {
+        mode,
         requested: n,
-        ..GoroutinesRun::default()
+        started: None,
+        target_rss_kb: None,
+        agent: None,
+        error: None,
     };
     if let Err(e) = goroutines(ctx, &mut g) {
         g.error = Some(format!("{e:#}"));
@@ -350,8 +378,10 @@ fn goroutines(ctx: &Ctx, g: &mut GoroutinesRun) -> Result<()> {
         .and_then(|v| v.parse().ok());
     g.target_rss_kb = proc::status_kb(pid, "VmRSS");
 
-    let report = ctx.runs_dir.join("goroutines-agent.json");
-    let (p, lines, mut a) = start_agent(ctx, pid, &report, Some(GOROUTINES_ATTACH))?;
+    let report = ctx
+        .runs_dir
+        .join(format!("goroutines-{}.json", g.mode.name()));
+    let (p, lines, mut a) = start_agent(ctx, pid, g.mode, &report, Some(GOROUTINES_ATTACH))?;
     a.cpu_at_attach_s = proc::cpu_so_far(p.pid()).map(|d| d.as_secs_f64());
     let a = finish_agent(p, lines, a, None, Duration::from_secs(120));
     let result = agent_error(&a);

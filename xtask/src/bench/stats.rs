@@ -102,6 +102,27 @@ pub fn fmt_si(x: f64) -> String {
     format!("{sign}{v:.digits$}{unit}")
 }
 
+/// Nanoseconds for a person: `908 ns`, `9.78 µs`, `1.23 ms`, `1.50 s` (three significant
+/// digits; negative values, from noise, keep their sign).
+pub fn fmt_ns(ns: f64) -> String {
+    let a = ns.abs();
+    let (div, unit) = match a {
+        a if a >= 0.9995e9 => (1e9, "s"),
+        a if a >= 0.9995e6 => (1e6, "ms"),
+        a if a >= 999.5 => (1e3, "µs"),
+        _ => (1.0, "ns"),
+    };
+    let v = a / div;
+    let digits = match v {
+        _ if div == 1.0 => 0,
+        v if v >= 99.95 => 0,
+        v if v >= 9.995 => 1,
+        _ => 2,
+    };
+    let sign = if ns < 0.0 { "-" } else { "" };
+    format!("{sign}{v:.digits$} {unit}")
+}
+
 /// kB (KiB, as /proc and `ru_maxrss` count) -> decimal megabytes.
 pub fn kb_to_mb(kb: u64) -> f64 {
     kb as f64 * 1024.0 / 1e6
@@ -112,11 +133,29 @@ pub fn or_dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
     v.map_or_else(|| "-".to_string(), f)
 }
 
+/// A duration as blockprobe's `--scan-interval` takes it (`100ms`, `1s`, `250us`, `2m`,
+/// `1.5s`), in seconds.
+pub fn parse_interval_s(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return None,
+    };
+    Some(v * scale).filter(|v| v.is_finite())
+}
+
 /// Whether a target from the issue was met by what was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Met,
-    NotMet,
+    Pass,
+    Fail,
     /// The measurement could not decide (e.g. the rate named in the target was not reached,
     /// or a run failed).
     Undecided,
@@ -125,18 +164,36 @@ pub enum Verdict {
 impl Verdict {
     pub fn word(self) -> &'static str {
         match self {
-            Verdict::Met => "MET",
-            Verdict::NotMet => "NOT MET",
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
             Verdict::Undecided => "UNDECIDED",
         }
+    }
+}
+
+/// `value >= min` (a kept-throughput ratio).
+pub fn at_least_verdict(value: Option<f64>, min: f64) -> Verdict {
+    match value {
+        Some(v) if v >= min => Verdict::Pass,
+        Some(_) => Verdict::Fail,
+        None => Verdict::Undecided,
+    }
+}
+
+/// `value < limit` (strictly) or `value <= limit`.
+pub fn below_verdict(value: Option<f64>, limit: f64, inclusive: bool) -> Verdict {
+    match value {
+        Some(v) if v < limit || (inclusive && v == limit) => Verdict::Pass,
+        Some(_) => Verdict::Fail,
+        None => Verdict::Undecided,
     }
 }
 
 /// "blockprobe's slowdown at most runtime/trace's on http": agent/none >= trace/none.
 pub fn slowdown_verdict(agent_ratio: Option<f64>, trace_ratio: Option<f64>) -> Verdict {
     match (agent_ratio, trace_ratio) {
-        (Some(a), Some(t)) if a >= t => Verdict::Met,
-        (Some(_), Some(_)) => Verdict::NotMet,
+        (Some(a), Some(t)) if a >= t => Verdict::Pass,
+        (Some(_), Some(_)) => Verdict::Fail,
         _ => Verdict::Undecided,
     }
 }
@@ -149,10 +206,10 @@ pub fn lost_verdict(runs: &[(f64, u64)], target_rate: f64) -> Verdict {
         return Verdict::Undecided;
     }
     if runs.iter().any(|&(_, lost)| lost > 0) {
-        return Verdict::NotMet;
+        return Verdict::Fail;
     }
     if runs.iter().any(|&(rate, _)| rate >= target_rate) {
-        Verdict::Met
+        Verdict::Pass
     } else {
         Verdict::Undecided
     }
@@ -160,11 +217,7 @@ pub fn lost_verdict(runs: &[(f64, u64)], target_rate: f64) -> Verdict {
 
 /// "agent RSS < `limit_mb` MB".
 pub fn rss_verdict(peak_kb: Option<u64>, limit_mb: f64) -> Verdict {
-    match peak_kb {
-        Some(kb) if kb_to_mb(kb) < limit_mb => Verdict::Met,
-        Some(_) => Verdict::NotMet,
-        None => Verdict::Undecided,
-    }
+    below_verdict(peak_kb.map(kb_to_mb), limit_mb, false)
 }
 
 /// The modes rotated left by `by`, so that each round starts with another mode.
@@ -240,6 +293,12 @@ mod tests {
         assert_eq!(fmt_si(3_580_000.0), "3.58M");
         assert_eq!(fmt_si(999_700.0), "1.00M");
         assert_eq!(fmt_si(0.0), "0.00");
+        assert_eq!(fmt_ns(908.2), "908 ns");
+        assert_eq!(fmt_ns(9_781.0), "9.78 µs");
+        assert_eq!(fmt_ns(39_700.0), "39.7 µs");
+        assert_eq!(fmt_ns(1.234e6), "1.23 ms");
+        assert_eq!(fmt_ns(1e8), "100 ms");
+        assert_eq!(fmt_ns(-42.0), "-42 ns");
         assert!((kb_to_mb(57060) - 58.429).abs() < 0.001);
         assert_eq!(or_dash(None::<u8>, |v| v.to_string()), "-");
         assert_eq!(or_dash(Some(3), |v| v.to_string()), "3");
@@ -247,18 +306,37 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(slowdown_verdict(Some(0.93), Some(0.84)), Verdict::Met);
-        assert_eq!(slowdown_verdict(Some(0.5), Some(0.84)), Verdict::NotMet);
+        assert_eq!(slowdown_verdict(Some(0.93), Some(0.84)), Verdict::Pass);
+        assert_eq!(slowdown_verdict(Some(0.5), Some(0.84)), Verdict::Fail);
         assert_eq!(slowdown_verdict(None, Some(0.84)), Verdict::Undecided);
 
-        assert_eq!(lost_verdict(&[(1.2e6, 0), (3e5, 0)], 1e6), Verdict::Met);
+        assert_eq!(lost_verdict(&[(1.2e6, 0), (3e5, 0)], 1e6), Verdict::Pass);
         assert_eq!(lost_verdict(&[(2e5, 0)], 1e6), Verdict::Undecided);
-        assert_eq!(lost_verdict(&[(2e5, 3), (2e6, 0)], 1e6), Verdict::NotMet);
+        assert_eq!(lost_verdict(&[(2e5, 3), (2e6, 0)], 1e6), Verdict::Fail);
         assert_eq!(lost_verdict(&[], 1e6), Verdict::Undecided);
 
-        assert_eq!(rss_verdict(Some(57060), 100.0), Verdict::Met);
-        assert_eq!(rss_verdict(Some(200_000), 100.0), Verdict::NotMet);
+        assert_eq!(rss_verdict(Some(57060), 100.0), Verdict::Pass);
+        assert_eq!(rss_verdict(Some(200_000), 100.0), Verdict::Fail);
         assert_eq!(rss_verdict(None, 100.0), Verdict::Undecided);
+    }
+
+    #[test]
+    fn intervals_and_bounds() {
+        assert_eq!(parse_interval_s("100ms"), Some(0.1));
+        assert_eq!(parse_interval_s("1.5s"), Some(1.5));
+        assert_eq!(parse_interval_s("2m"), Some(120.0));
+        assert_eq!(parse_interval_s("250us"), Some(250e-6));
+        assert_eq!(parse_interval_s("100"), None);
+        assert_eq!(parse_interval_s("ms"), None);
+        assert_eq!(parse_interval_s("1h"), None);
+
+        assert_eq!(at_least_verdict(Some(0.98), 0.98), Verdict::Pass);
+        assert_eq!(at_least_verdict(Some(0.979), 0.98), Verdict::Fail);
+        assert_eq!(at_least_verdict(None, 0.98), Verdict::Undecided);
+        assert_eq!(below_verdict(Some(1.2), 1.2, true), Verdict::Pass);
+        assert_eq!(below_verdict(Some(50.0), 50.0, false), Verdict::Fail);
+        assert_eq!(below_verdict(Some(49.9), 50.0, false), Verdict::Pass);
+        assert_eq!(below_verdict(None, 50.0, false), Verdict::Undecided);
     }
 
     #[test]

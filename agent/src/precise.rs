@@ -1,0 +1,235 @@
+//! Precise mode's in-kernel aggregation: short waits filtered in the kernel (a park is sent
+//! only once its wait has lasted `--min-wait`), the parks still open kept in the `PARKED` map,
+//! and per-site wait histograms (`WAIT_HIST`, keyed by the park's user stack and wait reason)
+//! instead of a stream of every transition.
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use probes_ebpf::{
+    GoEvent, HistKey, MAP_PARKED, MAP_PRECISE_CONFIG, MAP_WAIT_HIST, NO_STACK, PreciseConfig,
+    WAIT_HIST_BUCKETS, WaitHist,
+};
+use serde::Serialize;
+
+use crate::probes::{Attached, ProbeError};
+use crate::report::BlockingSite;
+use crate::summary::Context;
+use crate::unwind;
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
+    move |source| ProbeError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// Sets the in-kernel filter: parks are streamed once their wait reaches `min_wait_ns`.
+pub fn set_min_wait(a: &mut Attached, min_wait_ns: u64) -> Result<(), ProbeError> {
+    let map = a
+        .ebpf_mut()
+        .map_mut(MAP_PRECISE_CONFIG)
+        .ok_or(ProbeError::Missing(MAP_PRECISE_CONFIG))?;
+    let mut cfg: Array<_, PreciseConfig> =
+        Array::try_from(map).map_err(map_err(MAP_PRECISE_CONFIG))?;
+    cfg.set(0, PreciseConfig { min_wait_ns }, 0)
+        .map_err(map_err(MAP_PRECISE_CONFIG))
+}
+
+/// The open park of `goid`, if the probes saw it park and not yet wake.
+pub fn parked(a: &Attached, goid: u64) -> Option<GoEvent> {
+    let map = a.ebpf().map(MAP_PARKED)?;
+    let parked: BpfHashMap<&MapData, u64, GoEvent> = BpfHashMap::try_from(map).ok()?;
+    parked.get(&goid, 0).ok()
+}
+
+/// Every park still open in the kernel's map: the goroutines parked now (or when the target
+/// exited) as far as the probes know.
+pub fn open_parks(a: &Attached) -> Vec<GoEvent> {
+    let Some(map) = a.ebpf().map(MAP_PARKED) else {
+        return Vec::new();
+    };
+    let Ok(parked) = BpfHashMap::<&MapData, u64, GoEvent>::try_from(map) else {
+        return Vec::new();
+    };
+    parked
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(_, ev)| ev)
+        .collect()
+}
+
+/// Every site's histogram, the CPUs' copies summed.
+pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, WaitHist)>, ProbeError> {
+    let map = a
+        .ebpf()
+        .map(MAP_WAIT_HIST)
+        .ok_or(ProbeError::Missing(MAP_WAIT_HIST))?;
+    let hists: PerCpuHashMap<&MapData, HistKey, WaitHist> =
+        PerCpuHashMap::try_from(map).map_err(map_err(MAP_WAIT_HIST))?;
+    let mut out = Vec::new();
+    for item in hists.iter() {
+        let Ok((key, per_cpu)) = item else { continue };
+        let mut sum = WaitHist::default();
+        for h in per_cpu.iter() {
+            sum.count += h.count;
+            sum.total_ns += h.total_ns;
+            for (s, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
+                *s += b;
+            }
+        }
+        out.push((key, sum));
+    }
+    Ok(out)
+}
+
+/// One site's finished waits, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitHistogram {
+    pub wait_reason: String,
+    /// The first frame outside the runtime (None when the stack was not captured).
+    pub blocked_at: Option<BlockingSite>,
+    pub count: u64,
+    pub total_ns: u64,
+    /// Upper bounds (2^(i+1) ns) of the buckets holding the median and the 99th percentile.
+    pub p50_le_ns: u64,
+    pub p99_le_ns: u64,
+    /// Non-empty buckets: (upper bound in ns, waits).
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// The upper bound of the bucket holding quantile `q`.
+fn quantile_le(h: &WaitHist, q: f64) -> u64 {
+    if h.count == 0 {
+        return 0;
+    }
+    let want = (h.count as f64 * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &n) in h.buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return 1u64 << (i + 1).min(63);
+        }
+    }
+    1u64 << WAIT_HIST_BUCKETS.min(63)
+}
+
+/// The histograms of every site, symbolized, sites merged when their stacks symbolize to the
+/// same blocking site; busiest first. Waits at sites inside the runtime's own goroutines count
+/// like any other.
+pub fn summarize(
+    ctx: &Context<'_>,
+    a: &Attached,
+    hists: &[(HistKey, WaitHist)],
+) -> Vec<WaitHistogram> {
+    let mut merged: std::collections::BTreeMap<(String, Option<(String, String)>), WaitHist> =
+        Default::default();
+    for (key, h) in hists {
+        let site = (key.stack_id != NO_STACK)
+            .then(|| a.user_stack(key.stack_id))
+            .flatten()
+            .and_then(|pcs| {
+                unwind::blocking_site(&unwind::symbolize(ctx.bin, ctx.bias, &pcs))
+                    .map(|f| (f.function.clone(), format!("{}:{}", f.file, f.line)))
+            });
+        let m = merged
+            .entry((ctx.bin.wait_reason(key.reason).into_owned(), site))
+            .or_default();
+        m.count += h.count;
+        m.total_ns += h.total_ns;
+        for (s, b) in m.buckets.iter_mut().zip(h.buckets.iter()) {
+            *s += b;
+        }
+    }
+    let mut out: Vec<WaitHistogram> = merged
+        .into_iter()
+        .map(|((wait_reason, site), h)| WaitHistogram {
+            wait_reason,
+            blocked_at: site.map(|(function, location)| BlockingSite {
+                function: function.into(),
+                location: location.into(),
+            }),
+            count: h.count,
+            total_ns: h.total_ns,
+            p50_le_ns: quantile_le(&h, 0.5),
+            p99_le_ns: quantile_le(&h, 0.99),
+            buckets: h
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, &n)| (1u64 << (i + 1).min(63), n))
+                .collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.wait_reason.cmp(&b.wait_reason))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut h = WaitHist::default();
+        // 90 waits of ~1 µs (bucket 9: [512, 1024) ns), 10 of ~1 s (bucket 29).
+        h.buckets[9] = 90;
+        h.buckets[29] = 10;
+        h.count = 100;
+        assert_eq!(quantile_le(&h, 0.5), 1024);
+        assert_eq!(quantile_le(&h, 0.9), 1024);
+        assert_eq!(quantile_le(&h, 0.99), 1 << 30);
+        assert_eq!(quantile_le(&WaitHist::default(), 0.5), 0);
+    }
+}
+
+/// Applies every open park the model does not know yet (oldest first), e.g. at the session's
+/// end, when the target may be gone and cannot be scanned.
+pub fn flush_open_parks(
+    a: &Attached,
+    model: &mut crate::model::Model,
+    mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut parks = open_parks(a);
+    parks.sort_by_key(|ev| ev.ts_ns);
+    for ev in parks {
+        let known = model
+            .get(ev.goid)
+            .is_some_and(|g| g.parked_at_ns.is_some() && !g.observed_by_scan);
+        if !known {
+            model.apply(&ev);
+            on_park(&ev)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes, from `PARKED`, the parks of goroutines a scan finds waiting that the model does not
+/// know parked (their wait is still shorter than the in-kernel filter's, or they parked before
+/// the filter let anything through), so that long waits in progress are known before they end.
+pub fn catch_up(
+    a: &Attached,
+    scan: &crate::scan::Scan,
+    model: &mut crate::model::Model,
+    mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    for sg in &scan.goroutines {
+        if sg.status != crate::scan::status::WAITING {
+            continue;
+        }
+        let known = model
+            .get(sg.goid)
+            .is_some_and(|g| g.parked_at_ns.is_some() && !g.observed_by_scan);
+        if known {
+            continue;
+        }
+        if let Some(ev) = parked(a, sg.goid) {
+            model.apply(&ev);
+            on_park(&ev)?;
+        }
+    }
+    Ok(())
+}

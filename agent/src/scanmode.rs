@@ -1,0 +1,211 @@
+//! Scan mode's loop: the goroutine table read at a fixed interval, each scan folded into the
+//! model under the consecutive-scan rule ([`crate::model::Model::observe_scan`]), with the
+//! stacks of newly blocked goroutines walked once, when they become blocked.
+
+use rustc_hash::FxHashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::events::{write_scan_park, write_scan_ready};
+use crate::memory::ProcessMemory;
+use crate::model::Model;
+use crate::scan::{Scan, Scanner};
+use crate::session::{Mode, monotonic_ns};
+use crate::summary::Context;
+use crate::unwind;
+
+/// Most goroutines whose stacks one scan walks.
+const MAX_WALKS: usize = 256;
+
+/// What the scans cost and saw, for the report (and `cargo xtask bench`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScanStats {
+    pub interval_ns: u64,
+    /// Scans taken, the one at attach included.
+    pub scans: u64,
+    /// Scans that failed (the target exiting, or allgs unreadable for a moment).
+    pub failed: u64,
+    /// Goroutines (not dead) in the latest scan.
+    pub goroutines: usize,
+    /// g records skipped as unreadable or invalid, over all scans.
+    pub skipped: u64,
+    /// The agent's CPU time per scan (read, fold into the model, walk new stacks, write
+    /// events): total, and the most expensive scan.
+    pub cpu_ns_total: u64,
+    pub cpu_ns_max: u64,
+}
+
+/// `g.sched`'s (pc, bp) of each goroutine, None where unreadable.
+fn read_sched(mem: &ProcessMemory, gs: &[(u64, u64, [u32; 2])]) -> Vec<Option<[u64; 2]>> {
+    let mut bufs = vec![[0u8; 16]; gs.len()];
+    let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(gs.len() * 2);
+    for (&(_, g, [pc, bp]), b) in gs.iter().zip(bufs.iter_mut()) {
+        let (lo, hi) = b.split_at_mut(8);
+        ranges.push((g + u64::from(pc), lo));
+        ranges.push((g + u64::from(bp), hi));
+    }
+    let ok = mem.read_many(&mut ranges).unwrap_or_default();
+    drop(ranges);
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    bufs.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true))
+                .then(|| [word(&b[..8]), word(&b[8..])])
+        })
+        .collect()
+}
+
+/// CPU time of the calling thread (the session runs on one thread).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub struct ScanLoop {
+    mode: Mode,
+    interval: Interval,
+    stats: ScanStats,
+    /// Stacks of the goroutines blocked now, by goid (walked from `g.sched` when they became
+    /// blocked; a parked goroutine's stack does not change until it runs again).
+    pub stacks: FxHashMap<u64, Vec<u64>>,
+    /// Blocked goroutines whose stack walk must be retried.
+    pending: rustc_hash::FxHashSet<u64>,
+}
+
+impl ScanLoop {
+    pub fn new(mode: Mode, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(1));
+        // The scan at attach was just taken: the next one is a full interval later, so that
+        // two scans in a row are never a few microseconds apart.
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            mode,
+            interval,
+            stats: ScanStats {
+                interval_ns: every.as_nanos() as u64,
+                scans: 1,
+                ..ScanStats::default()
+            },
+            stacks: FxHashMap::default(),
+            pending: Default::default(),
+        }
+    }
+
+    pub async fn tick(&mut self) {
+        self.interval.tick().await;
+    }
+
+    /// Takes one scan. A scan of a target that no longer runs the same program is dropped.
+    pub fn scan(
+        &mut self,
+        scanner: &Scanner<'_>,
+        model: &mut Model,
+        ctx: &Context<'_>,
+        pid: u32,
+        events: &mut Option<Box<dyn Write + Send>>,
+        same_program: &dyn Fn() -> bool,
+    ) -> std::io::Result<()> {
+        let cpu0 = thread_cpu_ns();
+        self.stats.scans += 1;
+        match scanner.scan() {
+            Ok(s) if same_program() => self.take(&s, model, ctx, pid, events)?,
+            Ok(_) => {}
+            Err(e) => {
+                self.stats.failed += 1;
+                tracing::debug!("scan: {e}");
+            }
+        }
+        let cpu = thread_cpu_ns().saturating_sub(cpu0);
+        tracing::debug!(cpu_us = cpu / 1000, scan = self.stats.scans, "scan");
+        self.stats.cpu_ns_total += cpu;
+        self.stats.cpu_ns_max = self.stats.cpu_ns_max.max(cpu);
+        Ok(())
+    }
+
+    /// Folds a scan into the model; streams what changed; walks the newly blocked stacks.
+    pub fn take(
+        &mut self,
+        scan: &Scan,
+        model: &mut Model,
+        ctx: &Context<'_>,
+        pid: u32,
+        events: &mut Option<Box<dyn Write + Send>>,
+    ) -> std::io::Result<()> {
+        let now = monotonic_ns();
+        let changes = model.observe_scan(scan, now, false, |r| ctx.bin.wait_reason(r));
+        self.stats.goroutines = scan.goroutines.len();
+        self.stats.skipped += scan.skipped as u64;
+        for goid in &changes.unblocked {
+            self.stacks.remove(goid);
+            self.pending.remove(goid);
+            if let Some(out) = events.as_mut() {
+                write_scan_ready(out, *goid, now)?;
+            }
+        }
+        let sched = [ctx.bin.layout.g.sched_pc, ctx.bin.layout.g.sched_bp];
+        // At most MAX_WALKS per scan, so that 100k goroutines blocking at once spread their
+        // walks over several scans instead of making one scan slow; the rest wait in `pending`.
+        self.pending.extend(changes.blocked.iter().copied());
+        let mut want: Vec<u64> = Vec::new();
+        self.pending.retain(|&goid| {
+            let blocked = model.get(goid).is_some_and(|g| g.parked_at_ns.is_some());
+            if blocked && want.len() < MAX_WALKS {
+                want.push(goid);
+                return false;
+            }
+            blocked
+        });
+        let to_walk: Vec<(u64, u64, [u32; 2])> = want
+            .iter()
+            .filter_map(|&goid| model.get(goid).map(|g| (goid, g.g_addr, sched)))
+            .collect();
+        let mem = ProcessMemory::new(pid);
+        // The GC may shrink (move) a parked goroutine's stack under the walk (src/runtime/
+        // stack.go, shrinkstack, which also rewrites g.sched), so a walk counts only if g.sched
+        // read the same before and after it; the others are retried at the next scan.
+        let before = read_sched(&mem, &to_walk);
+        let walked = unwind::walk_from_gs(&mem, &to_walk);
+        let after = read_sched(&mem, &to_walk);
+        for ((&(goid, _, _), b), a) in to_walk.iter().zip(before).zip(after) {
+            match walked.get(&goid) {
+                Some(pcs)
+                    if b.is_some() && b == a && pcs.first() == b.map(|[pc, _]| pc).as_ref() =>
+                {
+                    self.stacks.insert(goid, pcs.clone());
+                }
+                _ => {
+                    self.pending.insert(goid);
+                }
+            }
+        }
+        // What the reason and the semaphore table leave open (pre-1.24 WaitGroups, Conds).
+        for goid in &want {
+            if let (Some(g), Some(stack)) = (model.get_mut(*goid), self.stacks.get(goid)) {
+                crate::syncwait::refine(ctx.bin, ctx.bias, &mem, g, stack);
+            }
+        }
+        if let Some(out) = events.as_mut() {
+            for goid in &changes.blocked {
+                if let Some(g) = model.get(*goid) {
+                    write_scan_park(out, ctx, g)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The report's scan figures: scan mode only.
+    pub fn stats(&self) -> Option<ScanStats> {
+        (self.mode == Mode::Scan).then(|| self.stats.clone())
+    }
+}
