@@ -31,22 +31,8 @@ enum Cmd {
         /// Detach after this long (e.g. 500ms, 5s, 2m); default: until Ctrl-C or the target exits.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
-        /// Report goroutines blocked at least this long (shorter waits are normal).
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-        threshold: Duration,
-        /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
-        /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
-        /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
-        #[arg(long, value_enum, default_value_t = Mode::Scan)]
-        mode: Mode,
-        /// Scan mode: time between two scans of the goroutine table.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
-        scan_interval: Duration,
-        /// Precise mode: stream a park (and its wake-up) only once the wait lasted this long;
-        /// the kernel drops shorter ones, which still count in the per-site wait histograms.
-        /// 0 streams every transition.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
-        min_wait: Duration,
+        #[command(flatten)]
+        obs: Observe,
 
         /// Stream events as NDJSON to FILE, or `-` for stdout. SIGUSR1 prints the blocked
         /// goroutines so far on stderr without ending the session.
@@ -60,22 +46,8 @@ enum Cmd {
     /// blocked when it exited. Exits with the program's exit code. The program's stdin, stdout
     /// and stderr are its own; the report goes to stderr (or --json FILE).
     Run {
-        /// Report goroutines blocked at least this long.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-        threshold: Duration,
-        /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
-        /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
-        /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
-        #[arg(long, value_enum, default_value_t = Mode::Scan)]
-        mode: Mode,
-        /// Scan mode: time between two scans of the goroutine table.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
-        scan_interval: Duration,
-        /// Precise mode: stream a park (and its wake-up) only once the wait lasted this long;
-        /// the kernel drops shorter ones, which still count in the per-site wait histograms.
-        /// 0 streams every transition.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
-        min_wait: Duration,
+        #[command(flatten)]
+        obs: Observe,
 
         /// Stream events as NDJSON to FILE (`-` is not allowed: stdout belongs to the program).
         #[arg(long, value_name = "FILE")]
@@ -136,43 +108,16 @@ fn real_main() -> Result<()> {
         Cmd::Attach {
             pid,
             duration,
-            threshold,
-            mode,
-            scan_interval,
-            min_wait,
+            obs,
             events,
             json,
-        } => attach(
-            pid,
-            duration,
-            Observe {
-                threshold,
-                mode,
-                scan_interval,
-                min_wait,
-            },
-            events,
-            json,
-        ),
+        } => attach(pid, duration, obs, events, json),
         Cmd::Run {
-            threshold,
-            mode,
-            scan_interval,
-            min_wait,
+            obs,
             events,
             json,
             command,
-        } => run(
-            Observe {
-                threshold,
-                mode,
-                scan_interval,
-                min_wait,
-            },
-            events,
-            json,
-            command,
-        ),
+        } => run(obs, events, json, command),
     }
 }
 
@@ -192,7 +137,7 @@ fn announcer(obs: &Observe) -> session::OnAttached {
             humantime::format_duration(obs.scan_interval)
         ),
         Mode::Precise => "precise mode, uprobes".to_string(),
-        Mode::Trap => "trap mode (benchmarks: one no-op uprobe)".to_string(),
+        Mode::Trap => "trap mode (benchmarks: no-op uprobes)".to_string(),
     };
     Box::new(move |a: &blockprobe::probes::Attached| {
         let probes: Vec<String> = a
@@ -218,10 +163,23 @@ fn write_json(spec: &str, report: &blockprobe::report::Report) -> Result<()> {
 }
 
 /// What `attach` and `run` share: how to observe, and what counts as blocked.
+#[derive(clap::Args)]
 struct Observe {
+    /// Report goroutines blocked at least this long (shorter waits are normal).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     threshold: Duration,
+    /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
+    /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
+    /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
+    #[arg(long, value_enum, default_value_t = Mode::Scan)]
     mode: Mode,
+    /// Scan mode: time between two scans of the goroutine table.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     scan_interval: Duration,
+    /// Precise mode: stream a park (and its wake-up) only once the wait lasted this long;
+    /// the kernel drops shorter ones, which still count in the per-site wait histograms.
+    /// 0 streams every transition.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
 }
 

@@ -104,6 +104,15 @@ impl Goroutine {
     }
 }
 
+/// When a wait the scans found began: `g.waitsince` when the runtime set it before `seen_ns`
+/// (the GC records it, src/runtime/mgcmark.go markroot), else `seen_ns`.
+fn wait_start(sg: &crate::scan::ScannedG, seen_ns: u64) -> u64 {
+    match u64::try_from(sg.waitsince) {
+        Ok(w) if w > 0 && w < seen_ns => w,
+        _ => seen_ns,
+    }
+}
+
 /// All goroutines seen by the probes.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -188,25 +197,27 @@ impl Model {
         reason_name: impl Fn(u32) -> String,
     ) {
         for sg in &scan.goroutines {
-            let g = self.goroutines.entry(sg.goid).or_insert_with(|| Goroutine {
-                goid: sg.goid,
-                ..Goroutine::default()
-            });
-            g.gopc = sg.gopc;
-            g.startpc = sg.startpc;
-            g.parent_goid = sg.parent_goid;
-            g.g_addr = sg.addr;
+            let g = self.scanned(sg);
             if sg.status == crate::scan::status::WAITING && g.parks == 0 {
-                let since = if sg.waitsince > 0 && (sg.waitsince as u64) < scan_ns {
-                    sg.waitsince as u64
-                } else {
-                    scan_ns
-                };
-                g.parked_at_ns = Some(since);
+                g.parked_at_ns = Some(wait_start(sg, scan_ns));
                 g.parked_before_attach = true;
                 g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
             }
         }
+    }
+
+    /// The record of a goroutine a scan found, created if new, with what the scan says of its
+    /// g record and its creation.
+    fn scanned(&mut self, sg: &crate::scan::ScannedG) -> &mut Goroutine {
+        let g = self.goroutines.entry(sg.goid).or_insert_with(|| Goroutine {
+            goid: sg.goid,
+            ..Goroutine::default()
+        });
+        g.g_addr = sg.addr;
+        g.gopc = sg.gopc;
+        g.startpc = sg.startpc;
+        g.parent_goid = sg.parent_goid;
+        g
     }
 
     /// Scan mode: takes one scan of the goroutine table at `now_ns`. A goroutine counts as
@@ -233,14 +244,7 @@ impl Model {
         {
             let obj = sg.wait_chans.first().copied().or(sg.sema_addr).unwrap_or(0);
             let key = (sg.status, sg.wait_reason, obj, sg.tracking_seq);
-            let g = self.goroutines.entry(sg.goid).or_insert_with(|| Goroutine {
-                goid: sg.goid,
-                ..Goroutine::default()
-            });
-            g.g_addr = sg.addr;
-            g.gopc = sg.gopc;
-            g.startpc = sg.startpc;
-            g.parent_goid = sg.parent_goid;
+            let g = self.scanned(sg);
             match &mut g.scan_obs {
                 Some(o) if o.key == key && o.generation + 1 == generation => {
                     o.seen += 1;
@@ -261,13 +265,7 @@ impl Model {
             }
             let o = g.scan_obs.unwrap_or_else(|| unreachable!());
             if o.seen >= STABLE_SCANS && g.parked_at_ns.is_none() {
-                let waitsince = u64::try_from(sg.waitsince).unwrap_or(0);
-                let since = if waitsince > 0 && waitsince < o.first_ns {
-                    waitsince
-                } else {
-                    o.first_ns
-                };
-                g.parked_at_ns = Some(since);
+                g.parked_at_ns = Some(wait_start(sg, o.first_ns));
                 g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
                 changes.blocked.push(sg.goid);
             }

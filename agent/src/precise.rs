@@ -168,23 +168,6 @@ pub fn summarize(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_come_from_the_buckets() {
-        let mut h = WaitHist::default();
-        // 90 waits of ~1 µs (bucket 9: [512, 1024) ns), 10 of ~1 s (bucket 29).
-        h.buckets[9] = 90;
-        h.buckets[29] = 10;
-        h.count = 100;
-        assert_eq!(quantile_le(&h, 0.5), 1024);
-        assert_eq!(quantile_le(&h, 0.9), 1024);
-        assert_eq!(quantile_le(&h, 0.99), 1 << 30);
-        assert_eq!(quantile_le(&WaitHist::default(), 0.5), 0);
-    }
-}
 
 /// Applies every open park the model does not know yet (oldest first), e.g. at the session's
 /// end, when the target may be gone and cannot be scanned.
@@ -232,4 +215,22 @@ pub fn catch_up(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut h = WaitHist::default();
+        // 90 waits of ~1 µs (bucket 9: [512, 1024) ns), 10 of ~1 s (bucket 29).
+        h.buckets[9] = 90;
+        h.buckets[29] = 10;
+        h.count = 100;
+        assert_eq!(quantile_le(&h, 0.5), 1024);
+        assert_eq!(quantile_le(&h, 0.9), 1024);
+        assert_eq!(quantile_le(&h, 0.99), 1 << 30);
+        assert_eq!(quantile_le(&WaitHist::default(), 0.5), 0);
+    }
 }

@@ -96,8 +96,12 @@ pub const SEMA_PROBES: [ProbeSpec; 5] = [
     ProbeSpec::sema(&["sync.runtime_notifyListWait"], SemaKind::Cond),
 ];
 
-/// A no-op program at gopark's probe point: the cost of the bare uprobe trap (benchmarks only).
-pub const TRAP: ProbeSpec = ProbeSpec::required(&["runtime.gopark"], "noop");
+/// No-op programs at the probe points of precise mode's hot probes (gopark and ready): the
+/// cost of the bare uprobe traps, the floor under precise mode (benchmarks only).
+pub const TRAPS: [ProbeSpec; 2] = [
+    ProbeSpec::required(&["runtime.gopark"], "noop"),
+    ProbeSpec::required(&["runtime.ready"], "noop"),
+];
 
 /// Every probe of the precise mode: block/unblock, creation/exit, and sync-object addresses.
 pub fn all_probes() -> Vec<ProbeSpec> {

@@ -101,6 +101,19 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+
+/// A clock's reading in ns (`clock_gettime`): CLOCK_MONOTONIC is the clock of
+/// `bpf_ktime_get_ns`; CLOCK_THREAD_CPUTIME_ID is the calling thread's CPU time.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

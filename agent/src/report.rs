@@ -1,7 +1,5 @@
 //! The end-of-session report: JSON (serde) and a human rendering.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 /// Version of the JSON layout below; bump on any incompatible change.
@@ -406,7 +404,7 @@ mod tests {
                 wait_reason: "chan send".into(),
                 wait_reason_code: 15,
                 blocked_ns: 2_500_000_000,
-                object_kind: "chan".into(),
+                object_kind: "chan",
                 object: Hex(0xc000020060),
                 parked_in: "runtime.chansend".into(),
                 tid: 99,

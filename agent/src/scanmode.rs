@@ -40,34 +40,13 @@ pub struct ScanStats {
 
 /// `g.sched`'s (pc, bp) of each goroutine, None where unreadable.
 fn read_sched(mem: &ProcessMemory, gs: &[(u64, u64, [u32; 2])]) -> Vec<Option<[u64; 2]>> {
-    let mut bufs = vec![[0u8; 16]; gs.len()];
-    let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(gs.len() * 2);
-    for (&(_, g, [pc, bp]), b) in gs.iter().zip(bufs.iter_mut()) {
-        let (lo, hi) = b.split_at_mut(8);
-        ranges.push((g + u64::from(pc), lo));
-        ranges.push((g + u64::from(bp), hi));
-    }
-    let ok = mem.read_many(&mut ranges).unwrap_or_default();
-    drop(ranges);
-    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
-    bufs.iter()
-        .enumerate()
-        .map(|(i, b)| {
-            (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true))
-                .then(|| [word(&b[..8]), word(&b[8..])])
-        })
-        .collect()
+    let at: Vec<(u64, [u32; 2])> = gs.iter().map(|&(_, g, offs)| (g, offs)).collect();
+    unwind::read_pairs(mem, &at)
 }
 
 /// CPU time of the calling thread (the session runs on one thread).
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::procfs::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 pub struct ScanLoop {
@@ -76,7 +55,9 @@ pub struct ScanLoop {
     stats: ScanStats,
     /// Stacks of the goroutines blocked now, by goid (walked from `g.sched` when they became
     /// blocked; a parked goroutine's stack does not change until it runs again).
-    pub stacks: FxHashMap<u64, Vec<u64>>,
+    pub stacks: FxHashMap<u64, unwind::Stack>,
+    /// The distinct stacks among them.
+    pub stack_set: unwind::StackSet,
     /// Blocked goroutines whose stack walk must be retried.
     pending: rustc_hash::FxHashSet<u64>,
 }
@@ -97,6 +78,7 @@ impl ScanLoop {
                 ..ScanStats::default()
             },
             stacks: FxHashMap::default(),
+            stack_set: Default::default(),
             pending: Default::default(),
         }
     }
@@ -181,7 +163,7 @@ impl ScanLoop {
                 Some(pcs)
                     if b.is_some() && b == a && pcs.first() == b.map(|[pc, _]| pc).as_ref() =>
                 {
-                    self.stacks.insert(goid, pcs.clone());
+                    self.stacks.insert(goid, self.stack_set.intern(pcs));
                 }
                 _ => {
                     self.pending.insert(goid);

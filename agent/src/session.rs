@@ -4,6 +4,7 @@
 //! Two ways in: attach to a running pid (`blockprobe attach`), or spawn the program with the
 //! probes attached before it runs a single instruction of its own (`blockprobe run`).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -74,8 +75,8 @@ pub enum Mode {
     /// Every uprobe (gopark, ready, newproc1, goexit1, semacquire): exact block and unblock
     /// times, short waits, who woke whom. Costs about a microsecond per park in the target.
     Precise,
-    /// Benchmarks only: one no-op uprobe where precise mode probes gopark, to measure the bare
-    /// trap a uprobe costs (the floor for precise mode's per-event cost).
+    /// Benchmarks only: no-op uprobes where precise mode probes gopark and ready, to measure
+    /// the bare trap a uprobe costs (the floor for precise mode's per-event cost).
     #[value(hide = true)]
     Trap,
 }
@@ -89,7 +90,7 @@ impl Mode {
         match self {
             Mode::Scan => Vec::new(),
             Mode::Precise => crate::probes::all_probes(),
-            Mode::Trap => vec![crate::probes::TRAP],
+            Mode::Trap => crate::probes::TRAPS.to_vec(),
         }
     }
 
@@ -128,13 +129,7 @@ pub struct Outcome {
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    procfs::clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// A running target's binary, opened through /proc (so a deleted or replaced file still
@@ -466,7 +461,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 consume(guard.get_inner_mut(), &mut model, &mut events, &ctx)?;
                 guard.clear_ready();
             }
-            _ = drain_tick.tick() => consume(fd.get_mut(), &mut model, &mut events, &ctx)?,
+            // Scan mode has no uprobe, so nothing to drain: no 100 wake-ups a second for it.
+            _ = drain_tick.tick(), if mode != Mode::Scan => {
+                consume(fd.get_mut(), &mut model, &mut events, &ctx)?
+            }
             _ = scans.tick(), if mode == Mode::Scan || catch_up => {
                 if mode == Mode::Scan {
                     scans.scan(&scanner, &mut model, &ctx, pid, &mut events, &same_program)?;
@@ -549,6 +547,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // before the maps go away with the probes), else by walking the parked goroutine's frame
     // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
     let mut stacks = std::mem::take(&mut scans.stacks);
+    let mut stack_set = std::mem::take(&mut scans.stack_set);
+    // The probes' stacks, read once per stack id (100k parks may share one).
+    let mut user_stacks: HashMap<u32, Option<Vec<u64>>> = HashMap::new();
     let mut to_walk = Vec::new();
     for g in model.blocked(now, threshold_ns) {
         if stacks.contains_key(&g.goid) {
@@ -556,8 +557,12 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
         match g.stack_id {
             Some(id) => {
-                if let Some(k) = attached.user_stack(id) {
-                    stacks.insert(g.goid, unwind::splice_caller(&k, g.park_pc));
+                let k = user_stacks
+                    .entry(id)
+                    .or_insert_with(|| attached.user_stack(id));
+                if let Some(k) = k {
+                    let pcs = unwind::splice_caller(k, g.park_pc);
+                    stacks.insert(g.goid, stack_set.intern(&pcs));
                 }
             }
             None if final_scan && g.g_addr != 0 => to_walk.push((
@@ -571,8 +576,11 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // In chunks: walking 100k stacks at once would hold every level's reads at once.
     let mem = crate::memory::ProcessMemory::new(pid);
     for chunk in to_walk.chunks(4096) {
-        stacks.extend(unwind::walk_from_gs(&mem, chunk));
+        for (goid, pcs) in unwind::walk_from_gs(&mem, chunk) {
+            stacks.insert(goid, stack_set.intern(&pcs));
+        }
     }
+    drop(stack_set);
     let wait_histograms = if mode == Mode::Precise {
         match crate::precise::histograms(&attached) {
             Ok(h) => crate::precise::summarize(&ctx, &attached, &h),

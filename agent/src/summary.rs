@@ -31,7 +31,7 @@ pub fn blocked<S: std::hash::BuildHasher>(
     model: &Model,
     now: u64,
     threshold_ns: u64,
-    stacks: &std::collections::HashMap<u64, Vec<u64>, S>,
+    stacks: &std::collections::HashMap<u64, unwind::Stack, S>,
 ) -> Blocked {
     let (bin, bias) = (ctx.bin, ctx.bias);
     let mut interned = Interner::default();

@@ -629,13 +629,7 @@ pub fn thread_of_g(mem: &ProcessMemory, layout: &GoLayout, g_addr: u64) -> Optio
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::procfs::clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 #[cfg(test)]

@@ -58,26 +58,7 @@ pub fn walk_from_gs(
     mem: &ProcessMemory,
     gs: &[(u64, u64, [u32; 2])],
 ) -> std::collections::HashMap<u64, Vec<u64>> {
-    // Two words per address, at two offsets each: one process_vm_readv per ≤512 addresses.
-    let read_pairs = |at: &[(u64, [u32; 2])]| -> Vec<Option<[u64; 2]>> {
-        let mut bufs = vec![[0u8; 16]; at.len()];
-        let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(at.len() * 2);
-        for (&(a, offs), b) in at.iter().zip(bufs.iter_mut()) {
-            let (lo, hi) = b.split_at_mut(8);
-            ranges.push((a + u64::from(offs[0]), lo));
-            ranges.push((a + u64::from(offs[1]), hi));
-        }
-        let ok = mem.read_many(&mut ranges).unwrap_or_default();
-        drop(ranges);
-        let word = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or_default());
-        bufs.iter()
-            .enumerate()
-            .map(|(i, b)| {
-                (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true))
-                    .then(|| [word(&b[..8]), word(&b[8..])])
-            })
-            .collect()
-    };
+    let read_pairs = |at: &[(u64, [u32; 2])]| read_pairs(mem, at);
     let saved: Vec<(u64, [u32; 2])> = gs.iter().map(|&(_, a, offs)| (a, offs)).collect();
     let (keys, starts): (Vec<u64>, Vec<(u64, u64)>) = gs
         .iter()
@@ -89,6 +70,46 @@ pub fn walk_from_gs(
         read_pairs(&at)
     };
     keys.into_iter().zip(fp_walk_many(frame, &starts)).collect()
+}
+
+/// A stack's PCs, shared: 100k goroutines parked at one site hold one copy.
+pub type Stack = std::sync::Arc<[u64]>;
+
+/// Hands out one shared [`Stack`] per distinct PC list.
+#[derive(Default)]
+pub struct StackSet(std::collections::HashSet<Stack>);
+
+impl StackSet {
+    pub fn intern(&mut self, pcs: &[u64]) -> Stack {
+        if let Some(s) = self.0.get(pcs) {
+            return s.clone();
+        }
+        let s: Stack = pcs.into();
+        self.0.insert(s.clone());
+        s
+    }
+}
+
+/// Two words at each address, at two offsets from it (e.g. `g.sched.pc` and `g.sched.bp` of
+/// many g records), in batched reads; None where either faults.
+pub fn read_pairs(mem: &ProcessMemory, at: &[(u64, [u32; 2])]) -> Vec<Option<[u64; 2]>> {
+    let mut bufs = vec![[0u8; 16]; at.len()];
+    let mut ranges: Vec<(u64, &mut [u8])> = Vec::with_capacity(at.len() * 2);
+    for (&(a, offs), b) in at.iter().zip(bufs.iter_mut()) {
+        let (lo, hi) = b.split_at_mut(8);
+        ranges.push((a + u64::from(offs[0]), lo));
+        ranges.push((a + u64::from(offs[1]), hi));
+    }
+    let ok = mem.read_many(&mut ranges).unwrap_or_default();
+    drop(ranges);
+    let word = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or_default());
+    bufs.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            (ok.get(2 * i) == Some(&true) && ok.get(2 * i + 1) == Some(&true))
+                .then(|| [word(&b[..8]), word(&b[8..])])
+        })
+        .collect()
 }
 
 /// The stack of a park seen by the gopark uprobe: the kernel's frame-pointer walk started at

@@ -6,7 +6,7 @@
 //! `precise` mode (every uprobe), each `blockprobe attach --pid N --mode M --json FILE`,
 //! attached before the measured loop starts and ending by itself when the workload exits; and
 //! runtime/trace recording (`BENCH_TRACE=FILE`). The ping-pong workload also runs with the
-//! agent's hidden `--mode trap` (one no-op uprobe where precise mode probes runtime.gopark): the
+//! agent's hidden `--mode trap` (no-op uprobes where precise mode probes runtime.gopark and runtime.ready): the
 //! bare cost of a uprobe trap, the baseline of precise mode's per-event cost (see
 //! [`summary::PerEvent`]). The modes are interleaved over rounds, in a rotating order, so that
 //! a noisy VM hurts them alike; each cell is a median, each ratio one against the no-agent
@@ -121,7 +121,7 @@ pub enum Mode {
     /// `blockprobe attach --mode precise`.
     Precise,
     Trace,
-    /// `blockprobe attach --mode trap`: one no-op uprobe at precise mode's gopark probe point.
+    /// `blockprobe attach --mode trap`: no-op uprobes at precise mode's gopark and ready points.
     Trap,
 }
 
@@ -155,7 +155,7 @@ impl Mode {
             Mode::Scan => "blockprobe attached, scan mode",
             Mode::Precise => "blockprobe attached, precise mode",
             Mode::Trace => "runtime/trace recording",
-            Mode::Trap => "blockprobe attached, trap mode (one no-op uprobe on gopark)",
+            Mode::Trap => "blockprobe attached, trap mode (no-op uprobes on gopark and ready)",
         }
     }
 }
@@ -206,6 +206,46 @@ pub struct ReportFacts {
     pub goroutines_seen: u64,
 }
 
+/// A report read without its `blocked` list, only counted: 100k entries as a `Value` are
+/// hundreds of MB in xtask, and every process xtask starts afterwards would inherit that
+/// high-water mark in its `ru_maxrss` (Linux carries the pre-exec mm's peak over exec), which
+/// made the agents' measured RSS wrong.
+struct LiteReport {
+    fields: serde_json::Map<String, Value>,
+    blocked: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for LiteReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LiteReport;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a blockprobe report object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<LiteReport, A::Error> {
+                let mut r = LiteReport {
+                    fields: serde_json::Map::new(),
+                    blocked: 0,
+                };
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "blocked" {
+                        r.blocked = map.next_value::<Vec<serde::de::IgnoredAny>>()?.len();
+                    } else {
+                        let v = map.next_value::<Value>()?;
+                        r.fields.insert(k, v);
+                    }
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl ReportFacts {
     fn parse(v: &Value) -> Result<ReportFacts> {
         let u = |v: &Value, k: &str| {
@@ -252,7 +292,7 @@ impl ReportFacts {
                         .collect()
                 })
                 .unwrap_or_default(),
-            blocked: v["blocked"].as_array().map_or(0, Vec::len),
+            blocked: 0, // counted by `LiteReport`
             runtime_goroutines_hidden: v["runtime_goroutines_hidden"].as_u64().unwrap_or(0)
                 as usize,
             goroutines_seen: v["goroutines_seen"].as_u64().unwrap_or(0),
@@ -262,9 +302,13 @@ impl ReportFacts {
     fn read(path: &Path) -> Result<ReportFacts> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("blockprobe wrote no report at {}", path.display()))?;
-        let v: Value = serde_json::from_str(&text)
+        let LiteReport { fields, blocked } = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", path.display()))?;
-        ReportFacts::parse(&v).with_context(|| format!("reading {}", path.display()))
+        drop(text);
+        let mut facts = ReportFacts::parse(&Value::Object(fields))
+            .with_context(|| format!("reading {}", path.display()))?;
+        facts.blocked = blocked;
+        Ok(facts)
     }
 }
 

@@ -225,7 +225,8 @@ impl Summary {
 ///   filtering, half the events received + lost (each park streams a park event and, when it
 ///   ends, a ready event). In ping-pong, P is 2 per round trip in theory (the first to arrive
 ///   at each of the two unbuffered channels parks).
-/// - H_trap = P: trap mode's one no-op probe sits where precise mode probes gopark.
+/// - H_trap = 2P: trap mode's no-op probes sit exactly where precise mode probes gopark and
+///   ready (a bare trap at each of the two points; they cost differently, so both are needed).
 /// - H_precise = 2P: every park hits the gopark probe and, when an unbuffered channel's
 ///   goready wakes it, the ready probe. Precise mode's other probes are left out: newproc1 and
 ///   goexit1 hit a few times per run, and its semacquire probes not at all, since ping-pong
@@ -263,7 +264,7 @@ cost per hit(M) = (1/ops_M - 1/ops_none) / hits_per_op(M), from the median ops/s
   parks/op P from the precise runs (median): the finished waits the kernel counted in precise
     mode's wait histograms (every park, streamed or filtered by --min-wait); from an agent
     without them (and without filtering), half its events (a park event + a ready event each);
-  hits_per_op(trap) = P: trap's one no-op probe sits at precise's gopark probe point;
+  hits_per_op(trap) = 2P: trap's no-op probes sit at precise's gopark and ready probe points;
   hits_per_op(precise) = 2P: each park hits gopark and, woken by an unbuffered channel's
     goready, ready; newproc1/goexit1 (a few hits per run) and semacquire (ping-pong takes no
     semaphore) are left out;
@@ -277,7 +278,7 @@ impl PerEvent {
         let precise_agent = s.agent(Mode::Precise);
         let parks = precise_agent.and_then(|a| a.parks_per_op);
         let hits_precise = parks.map(|p| 2.0 * p);
-        let hits_trap = parks;
+        let hits_trap = hits_precise;
         let per_hit = |m: Option<f64>, base: Option<f64>, hits: Option<f64>| match (m, base, hits) {
             (Some(m), Some(b), Some(h)) if h > 0.0 => Some((m - b) / h),
             _ => None,
