@@ -30,7 +30,8 @@ pub struct DumpedGoroutine {
     /// `showfuncinfo`), which `StackFrame::wrapper` marks. Positions are looked up as that
     /// traceback does (`unwinder.symPC`): every PC walked from a saved context is a return
     /// address (see `unwind::lookup_pcs`). tests/e2e/dump.rs checks all of this against the
-    /// traceback a fixture prints of itself.
+    /// traceback a fixture prints of itself. Each frame carries the link-time address it was
+    /// looked up at (`pc`, JSON only), which tests/e2e/addr2line.rs checks with `go tool addr2line`.
     pub stack: Vec<StackFrame>,
     pub created_by: Option<crate::report::CreationSite>,
 }
@@ -83,7 +84,9 @@ pub fn collect(
         .map(|g| {
             let pcs = stacks.get(&g.goid);
             let stack = pcs
-                .map(|pcs| unwind::symbolize_stack(bin, bias, pcs, Innermost::ReturnAddress))
+                .map(|pcs| {
+                    unwind::symbolize_stack_with_pcs(bin, bias, pcs, Innermost::ReturnAddress)
+                })
                 .unwrap_or_default();
             let (object_kind, object) = object_of(bin, bias, &mem, g, pcs.map_or(&[], |p| p));
             DumpedGoroutine {
@@ -183,6 +186,7 @@ mod tests {
                 line: 41,
                 inlined: false,
                 wrapper: false,
+                pc: Some(0x4a1f2b),
             }],
             created_by: Some(crate::report::CreationSite {
                 function: "main.main".into(),

@@ -168,7 +168,6 @@ pub fn summarize(
     out
 }
 
-
 /// Applies every open park the model does not know yet (oldest first), e.g. at the session's
 /// end, when the target may be gone and cannot be scanned.
 pub fn flush_open_parks(

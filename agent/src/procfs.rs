@@ -101,7 +101,6 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-
 /// A clock's reading in ns (`clock_gettime`): CLOCK_MONOTONIC is the clock of
 /// `bpf_ktime_get_ns`; CLOCK_THREAD_CPUTIME_ID is the calling thread's CPU time.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {

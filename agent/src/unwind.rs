@@ -141,6 +141,19 @@ pub struct StackFrame {
     /// tracebacks leave out (src/runtime/traceback.go `showfuncinfo`). Serialized only when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub wrapper: bool,
+    /// The link-time address the position was looked up at (runtime PC minus the load bias,
+    /// minus 1 for a return address, see [`lookup_pcs`]); every frame expanded from one PC
+    /// shares it. Set only by [`symbolize_stack_with_pcs`] (the dump's JSON, which
+    /// tests/e2e/addr2line.rs compares with `go tool addr2line`); serialized as "0x…".
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex_pc")]
+    pub pc: Option<u64>,
+}
+
+fn hex_pc<S: serde::Serializer>(pc: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match pc {
+        Some(pc) => s.serialize_str(&format!("{pc:#x}")),
+        None => s.serialize_none(),
+    }
 }
 
 /// How the innermost PC of a stack was captured, which decides where its source position is
@@ -211,6 +224,21 @@ pub fn symbolize_stack(
     pcs: &[u64],
     innermost: Innermost,
 ) -> Vec<StackFrame> {
+    let mut frames = symbolize_stack_with_pcs(bin, bias, pcs, innermost);
+    // Reports intern and compare frames: keep them free of addresses.
+    for f in &mut frames {
+        f.pc = None;
+    }
+    frames
+}
+
+/// [`symbolize_stack`], each frame carrying the link-time address it was looked up at.
+pub fn symbolize_stack_with_pcs(
+    bin: &GoBinary,
+    bias: u64,
+    pcs: &[u64],
+    innermost: Innermost,
+) -> Vec<StackFrame> {
     let Some(tab) = bin.pclntab() else {
         return Vec::new();
     };
@@ -229,6 +257,7 @@ pub fn symbolize_stack(
                 line: 0,
                 inlined: false,
                 wrapper: false,
+                pc: Some(lookup),
             });
         }
         for f in frames {
@@ -238,6 +267,7 @@ pub fn symbolize_stack(
                 line: f.line,
                 inlined: f.inlined,
                 wrapper: f.func_id == wrapper,
+                pc: Some(lookup),
             });
         }
     }
@@ -402,6 +432,7 @@ mod tests {
             line: 1,
             inlined: false,
             wrapper: false,
+            pc: None,
         };
         let frames = vec![
             f("runtime.gopark", "proc.go"),
