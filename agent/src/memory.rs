@@ -130,18 +130,10 @@ impl ProcessMemory {
                         ok[i] = true;
                     }
                 } else {
-                    // Part of the span is unmapped: read its ranges one by one.
-                    let idx: Vec<usize> = order[members.clone()].to_vec();
-                    let mut sub: Vec<(u64, &mut [u8])> = Vec::with_capacity(idx.len());
-                    let mut taken: Vec<Option<&mut (u64, &mut [u8])>> =
-                        ranges.iter_mut().map(Some).collect();
-                    for &i in &idx {
-                        if let Some(r) = taken[i].take() {
-                            sub.push((r.0, &mut *r.1));
-                        }
-                    }
-                    for (&i, o) in idx.iter().zip(self.read_each(&mut sub)?) {
-                        ok[i] = o;
+                    // Part of the span is unmapped (rare): read its ranges one by one.
+                    for &i in &order[members.clone()] {
+                        let (addr, buf) = &mut ranges[i];
+                        ok[i] = self.read_each(&mut [(*addr, &mut **buf)])?[0];
                     }
                 }
             }

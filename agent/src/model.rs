@@ -190,11 +190,11 @@ impl Model {
     /// Seeds the model from the attach-time scan: goroutines already blocked before the probes
     /// were attached. Their wait started at `waitsince` when the runtime set it, else no later
     /// than `scan_ns`.
-    pub fn seed(
+    pub fn seed<'r>(
         &mut self,
         scan: &crate::scan::Scan,
         scan_ns: u64,
-        reason_name: impl Fn(u32) -> String,
+        reason_name: impl Fn(u32) -> std::borrow::Cow<'r, str>,
     ) {
         for sg in &scan.goroutines {
             let g = self.scanned(sg);
@@ -327,6 +327,12 @@ impl Model {
 
     pub fn get(&self, goid: u64) -> Option<&Goroutine> {
         self.goroutines.get(&goid)
+    }
+
+    /// Whether a probe event (not a scan) says this goroutine is parked now.
+    pub fn parked_by_probe(&self, goid: u64) -> bool {
+        self.get(goid)
+            .is_some_and(|g| g.parked_at_ns.is_some() && !g.observed_by_scan)
     }
 
     pub fn get_mut(&mut self, goid: u64) -> Option<&mut Goroutine> {

@@ -34,27 +34,21 @@ pub fn set_min_wait(a: &mut Attached, min_wait_ns: u64) -> Result<(), ProbeError
         .map_err(map_err(MAP_PRECISE_CONFIG))
 }
 
-/// The open park of `goid`, if the probes saw it park and not yet wake.
-pub fn parked(a: &Attached, goid: u64) -> Option<GoEvent> {
-    let map = a.ebpf().map(MAP_PARKED)?;
-    let parked: BpfHashMap<&MapData, u64, GoEvent> = BpfHashMap::try_from(map).ok()?;
-    parked.get(&goid, 0).ok()
+/// The kernel's map of open parks (goid → park), None if the object lacks it.
+fn parked_map(a: &Attached) -> Option<BpfHashMap<&MapData, u64, GoEvent>> {
+    BpfHashMap::try_from(a.ebpf().map(MAP_PARKED)?).ok()
 }
 
 /// Every park still open in the kernel's map: the goroutines parked now (or when the target
 /// exited) as far as the probes know.
 pub fn open_parks(a: &Attached) -> Vec<GoEvent> {
-    let Some(map) = a.ebpf().map(MAP_PARKED) else {
-        return Vec::new();
-    };
-    let Ok(parked) = BpfHashMap::<&MapData, u64, GoEvent>::try_from(map) else {
-        return Vec::new();
-    };
-    parked
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(_, ev)| ev)
-        .collect()
+    parked_map(a).map_or_else(Vec::new, |parked| {
+        parked
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, ev)| ev)
+            .collect()
+    })
 }
 
 /// Every site's histogram, the CPUs' copies summed.
@@ -168,50 +162,36 @@ pub fn summarize(
     out
 }
 
-/// Applies every open park the model does not know yet (oldest first), e.g. at the session's
-/// end, when the target may be gone and cannot be scanned.
-pub fn flush_open_parks(
+/// Applies, oldest first, the open parks the kernel held back (their waits were still shorter
+/// than the in-kernel filter's, or they parked before the filter let anything through) that the
+/// model does not have from a probe event. With `waiting_in`, only those of goroutines that scan
+/// finds waiting: long waits in progress, known before they end. Without, all of them: at the
+/// session's end, when the target may be gone and cannot be scanned.
+///
+/// One pass over the kernel's open parks (few: the waits in progress), never one map lookup per
+/// waiting goroutine, which would be a syscall each for 100k blocked goroutines every second.
+pub fn take_open_parks(
     a: &Attached,
     model: &mut crate::model::Model,
+    waiting_in: Option<&crate::scan::Scan>,
     mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let mut parks = open_parks(a);
+    let waiting: Option<rustc_hash::FxHashSet<u64>> = waiting_in.map(|scan| {
+        scan.goroutines
+            .iter()
+            .filter(|sg| sg.status == crate::scan::status::WAITING)
+            .map(|sg| sg.goid)
+            .collect()
+    });
+    let mut parks: Vec<GoEvent> = open_parks(a)
+        .into_iter()
+        .filter(|ev| waiting.as_ref().is_none_or(|w| w.contains(&ev.goid)))
+        .filter(|ev| !model.parked_by_probe(ev.goid))
+        .collect();
     parks.sort_by_key(|ev| ev.ts_ns);
     for ev in parks {
-        let known = model
-            .get(ev.goid)
-            .is_some_and(|g| g.parked_at_ns.is_some() && !g.observed_by_scan);
-        if !known {
-            model.apply(&ev);
-            on_park(&ev)?;
-        }
-    }
-    Ok(())
-}
-
-/// Takes, from `PARKED`, the parks of goroutines a scan finds waiting that the model does not
-/// know parked (their wait is still shorter than the in-kernel filter's, or they parked before
-/// the filter let anything through), so that long waits in progress are known before they end.
-pub fn catch_up(
-    a: &Attached,
-    scan: &crate::scan::Scan,
-    model: &mut crate::model::Model,
-    mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    for sg in &scan.goroutines {
-        if sg.status != crate::scan::status::WAITING {
-            continue;
-        }
-        let known = model
-            .get(sg.goid)
-            .is_some_and(|g| g.parked_at_ns.is_some() && !g.observed_by_scan);
-        if known {
-            continue;
-        }
-        if let Some(ev) = parked(a, sg.goid) {
-            model.apply(&ev);
-            on_park(&ev)?;
-        }
+        model.apply(&ev);
+        on_park(&ev)?;
     }
     Ok(())
 }

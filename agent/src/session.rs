@@ -306,18 +306,15 @@ fn consume(
 /// Precise mode with an in-kernel filter: how often a scan looks for long waits in progress.
 const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Precise mode: the open parks (from the probes' map) of goroutines a scan sees waiting.
-fn precise_catch_up(
-    attached: &Attached,
-    scan: &crate::scan::Scan,
-    model: &mut Model,
-    events: &mut Option<Box<dyn Write + Send>>,
-    ctx: &Context<'_>,
-) -> std::io::Result<()> {
-    crate::precise::catch_up(attached, scan, model, |ev| match events.as_mut() {
+/// Writes each event to the NDJSON stream, if there is one.
+fn streamer<'a>(
+    events: &'a mut Option<Box<dyn Write + Send>>,
+    ctx: &'a Context<'a>,
+) -> impl FnMut(&probes_ebpf::GoEvent) -> std::io::Result<()> + 'a {
+    move |ev| match events.as_mut() {
         Some(out) => write_event(out, ctx, ev),
         None => Ok(()),
-    })
+    }
 }
 
 /// Runs a session to its end.
@@ -420,9 +417,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 bin.wait_reason(r)
             });
         }
-        Ok(first) if same_program() => {
-            model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r).into_owned())
-        }
+        Ok(first) if same_program() => model.seed(&first, monotonic_ns(), |r| bin.wait_reason(r)),
         Ok(_) => {}
         // A spawned program may not have set up allgs yet; a target may exit or exec right
         // now. The probes still run; the report says what the scan could not do.
@@ -471,7 +466,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 } else {
                     consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
                     if let Ok(s) = scanner.scan() && same_program() {
-                        precise_catch_up(fd.get_ref(), &s, &mut model, &mut events, &ctx)?;
+                        let stream = streamer(&mut events, &ctx);
+                        crate::precise::take_open_parks(fd.get_ref(), &mut model, Some(&s), stream)?;
                     }
                 }
             }
@@ -481,12 +477,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             _ = sigusr1.recv() => {
                 consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
                 if catch_up {
-                    crate::precise::flush_open_parks(fd.get_ref(), &mut model, |ev| {
-                        match events.as_mut() {
-                            Some(out) => write_event(out, &ctx, ev),
-                            None => Ok(()),
-                        }
-                    })?;
+                    let stream = streamer(&mut events, &ctx);
+                    crate::precise::take_open_parks(fd.get_ref(), &mut model, None, stream)?;
                 }
                 let threshold_ns = threshold.as_nanos() as u64;
                 let now = monotonic_ns();
@@ -506,10 +498,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let mut attached = fd.into_inner();
     consume(&mut attached, &mut model, &mut events, &ctx)?;
     if catch_up {
-        crate::precise::flush_open_parks(&attached, &mut model, |ev| match events.as_mut() {
-            Some(out) => write_event(out, &ctx, ev),
-            None => Ok(()),
-        })?;
+        let stream = streamer(&mut events, &ctx);
+        crate::precise::take_open_parks(&attached, &mut model, None, stream)?;
     }
     let lost = attached.lost().unwrap_or(0);
     let thread_states = match &sched {

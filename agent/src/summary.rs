@@ -62,10 +62,9 @@ pub fn blocked<S: std::hash::BuildHasher>(
         let (object_kind, object) = wait_object(bin, g);
         let created_by = sites
             .entry(g.gopc)
-            .or_insert_with(|| {
-                creation_site(ctx, g.gopc, g.parent_goid.max(1)).map(|c| (c.function, c.location))
-            })
+            .or_insert_with(|| go_statement(ctx, g.gopc))
             .clone()
+            // As in `creation_site`: the main goroutine has no creator worth naming.
             .filter(|_| g.parent_goid != 0)
             .map(|(function, location)| CreationSite {
                 function,
@@ -179,19 +178,28 @@ pub fn wait_object(bin: &GoBinary, g: &Goroutine) -> (&'static str, u64) {
 
 /// The creation site of a goroutine from its `gopc` (runtime address) and parent.
 pub fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<CreationSite> {
-    let gopc = gopc.wrapping_sub(ctx.bias);
     // The main goroutine (parent 0) has no creator worth naming, as in Go's tracebacks.
-    ctx.bin
-        .func_name(gopc)
+    go_statement(ctx, gopc)
         .filter(|_| parent_goid != 0)
-        .map(|f| CreationSite {
-            function: Text::from(f),
+        .map(|(function, location)| CreationSite {
+            function,
+            location,
+            parent_goid,
+        })
+}
+
+/// The function and `file:line` of the `go` statement at `gopc` (runtime address).
+fn go_statement(ctx: &Context<'_>, gopc: u64) -> Option<(Text, Option<Text>)> {
+    let gopc = gopc.wrapping_sub(ctx.bias);
+    ctx.bin.func_name(gopc).map(|f| {
+        (
+            Text::from(f),
             // gopc is the return address of the newproc call; the line of the `go` statement
             // is that of the call instruction, one byte earlier (as src/runtime/traceback.go
             // printcreatedby does with pc-1).
-            location: ctx.bin.source_line(gopc.wrapping_sub(1)).map(Text::from),
-            parent_goid,
-        })
+            ctx.bin.source_line(gopc.wrapping_sub(1)).map(Text::from),
+        )
+    })
 }
 
 /// Goroutines the scan found in `_Gsyscall` (a system call or a cgo call), each joined with its

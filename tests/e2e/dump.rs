@@ -6,10 +6,11 @@
 //! those blocked in both must agree with it frame by frame.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use blockprobe_tests::{Proc, blockprobe_bin, prepare, source_line, start_ready};
+use blockprobe_tests::{
+    Proc, dump, dump_demo_formed, dump_json, prepare, source_line, start_ready,
+};
 use serde_json::Value;
 
 fn run(go_minor: &str, variant: &str) {
@@ -17,35 +18,8 @@ fn run(go_minor: &str, variant: &str) {
         return;
     };
     let mut target = start_ready(&fixture);
-    let pid = target.pid().to_string();
-    let dump = |extra: &[&str]| {
-        let out = Command::new(blockprobe_bin())
-            .args(["dump", "--pid", &pid])
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-
-    let dump_json = || -> Vec<Value> { serde_json::from_str(&dump(&["--json"])).unwrap() };
-    // `ready` comes once the first requests timed out, but their last worker (20 ms) and the
-    // transfers (50 ms) may still be sleeping on a loaded machine: dump until the deadlock and
-    // the five leaks have formed (the assertions below say what is missing if they never do).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let gs = loop {
-        let gs = dump_json();
-        let count = |state: &str| gs.iter().filter(|g| g["state"] == state).count();
-        if (count("sync.Mutex.Lock") >= 2 && count("chan send") >= 5) || Instant::now() > deadline {
-            break gs;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let pid = target.pid();
+    let gs = dump_demo_formed(pid);
     let lock_line = format!(
         "tests/fixtures/demo/main.go:{}",
         source_line("demo", "to.mu.Lock()")
@@ -79,7 +53,7 @@ fn run(go_minor: &str, variant: &str) {
     let senders = gs.iter().filter(|g| g["state"] == "chan send").count();
     assert!(senders >= 5, "{gs:#?}");
 
-    let text = dump(&[]);
+    let text = dump(pid, &[]);
     assert!(text.contains("[sync.Mutex.Lock"), "{text}");
     assert!(text.contains("main.transfer(...)\n\t"), "{text}");
     assert!(text.contains(&lock_line), "{text}");
@@ -90,7 +64,7 @@ fn run(go_minor: &str, variant: &str) {
 
     // The oracle, taken after the dump, then a second dump to tell stable goroutines apart.
     let oracle = parse_traceback(&oracle_lines(&mut target));
-    let later = dump_json();
+    let later = dump_json(pid);
     compare_with_oracle(go_minor, &gs, &oracle, &later);
 
     // Not stopped, not killed.

@@ -301,6 +301,50 @@ pub fn attach_for(pid: u32, duration: &str, report: &Path) -> serde_json::Value 
     read_report(report)
 }
 
+/// The agent's unit-test helpers for Go toolchains (`toolchains`, and `addr2line`, which runs
+/// `go tool addr2line`), shared rather than written again.
+#[path = "../../agent/tests/gofixtures/mod.rs"]
+pub mod gofixtures;
+
+/// `blockprobe dump --pid PID EXTRA...`: its stdout, once it has succeeded.
+pub fn dump(pid: u32, extra: &[&str]) -> String {
+    let out = Command::new(blockprobe_bin())
+        .args(["dump", "--pid", &pid.to_string()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run blockprobe dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("dump is UTF-8")
+}
+
+/// `blockprobe dump --pid PID --json`: every goroutine.
+pub fn dump_json(pid: u32) -> Vec<serde_json::Value> {
+    serde_json::from_str(&dump(pid, &["--json"])).expect("dump --json is JSON")
+}
+
+/// The `demo` fixture's dump once its AB/BA deadlock (2 goroutines in sync.Mutex.Lock) and its
+/// first five leaked senders (chan send) have formed, or the last dump after 10 s. `ready`
+/// comes once the first requests timed out, but their last worker (20 ms) and the transfers
+/// (50 ms) may still be sleeping on a loaded machine; the callers' assertions say what is
+/// missing if they never form.
+pub fn dump_demo_formed(pid: u32) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let gs = dump_json(pid);
+        let count = |state: &str| gs.iter().filter(|g| g["state"] == state).count();
+        let formed = count("sync.Mutex.Lock") >= 2 && count("chan send") >= 5;
+        if formed || std::time::Instant::now() > deadline {
+            return gs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The JSON report blockprobe wrote to `path`.
 pub fn read_report(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).expect("report written");

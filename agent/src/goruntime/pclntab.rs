@@ -601,13 +601,7 @@ mod tests {
             let gofunc = gofunc_bytes(&bin, &syms).1.to_vec();
             inputs.push((tab.to_vec(), gofunc, pcs));
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = fx::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for (data, gofunc, pcs) in &inputs {
             for len in (0..data.len().min(400)).chain((0..200).map(|_| rnd() as usize % data.len()))
             {
@@ -625,7 +619,7 @@ mod tests {
                     }
                 }
                 // Keep the header valid half of the time so the deeper paths are reached.
-                if rnd() % 2 == 0 {
+                if rnd().is_multiple_of(2) {
                     d[..8].copy_from_slice(&data[..8]);
                 }
                 exercise(&d, &g, pcs);

@@ -392,13 +392,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = fx::xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..3000 {
             let code: Vec<u8> = (0..rnd() % 256).map(|_| rnd() as u8).collect();
             let _ = find_semtable(&code, 0x1000, "f");

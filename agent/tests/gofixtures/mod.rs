@@ -1,4 +1,5 @@
-//! Test-only helpers shared by the unit tests of `goruntime::pclntab` and `goruntime::stripped`:
+//! Test-only helpers shared by the unit tests of `goruntime::pclntab` and `goruntime::stripped`
+//! (and, through `blockprobe_tests::gofixtures`, by the end-to-end tests):
 //! locate the installed Go toolchains, build a tiny fixture program with each of them (plain,
 //! stripped, PIE, stripped PIE), run `go tool addr2line`, and read `.symtab`.
 //!
@@ -230,6 +231,17 @@ fn write_if_changed(path: &Path, contents: &str) {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, contents).expect("write fixture source");
     std::fs::rename(&tmp, path).expect("move fixture source into place");
+}
+
+/// A small deterministic pseudo-random generator (xorshift64) for the parsers' garbage tests:
+/// the same inputs on every run.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
 }
 
 /// One `go tool addr2line` answer: the physical function's name, and the file:line of the
