@@ -24,7 +24,8 @@ const MAX_WALKS: usize = 256;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanStats {
     pub interval_ns: u64,
-    /// Scans taken, the one at attach included.
+    /// Scans taken after the one at attach (which is part of attaching), so that
+    /// `cpu_ns_total / scans` is the mean cost of the scans it counts.
     pub scans: u64,
     /// Scans that failed (the target exiting, or allgs unreadable for a moment).
     pub failed: u64,
@@ -74,7 +75,7 @@ impl ScanLoop {
             interval,
             stats: ScanStats {
                 interval_ns: every.as_nanos() as u64,
-                scans: 1,
+                scans: 0,
                 ..ScanStats::default()
             },
             stacks: FxHashMap::default(),
