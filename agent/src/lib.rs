@@ -13,6 +13,7 @@ pub mod goruntime;
 pub mod kallsyms;
 pub mod memory;
 pub mod model;
+pub mod native;
 pub mod precise;
 pub mod privileges;
 pub mod probes;

@@ -69,6 +69,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the cost of stacks of goroutines in cgo calls on a live target (for
+    /// `cargo xtask bench`); prints JSON.
+    #[command(hide = true)]
+    BenchStacks {
+        #[arg(long)]
+        pid: u32,
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+    },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
         binary: PathBuf,
@@ -95,6 +105,12 @@ fn main() {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Inspect { binary, json } => inspect(binary, json),
+        Cmd::BenchStacks { pid, secs } => {
+            let b = blockprobe::native::bench::run(pid, secs)
+                .with_context(|| format!("measuring stacks of pid {pid}"))?;
+            println!("{}", serde_json::to_string_pretty(&b)?);
+            Ok(())
+        }
         Cmd::Dump { pid, json } => {
             let gs =
                 blockprobe::dump::dump_pid(pid).with_context(|| format!("dumping pid {pid}"))?;

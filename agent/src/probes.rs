@@ -23,7 +23,7 @@ use crate::goruntime::{GoBinary, GoBinaryError};
 use crate::privileges;
 
 /// The eBPF object built by build.rs (aya-build) from probes-ebpf.
-static PROBES_OBJ: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes"));
+pub(crate) static PROBES_OBJ: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes"));
 
 /// A runtime function blockprobe can probe, and the eBPF program that handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,6 +69,13 @@ pub struct SyscallGoroutine {
     pub tid: Option<u32>,
     /// The thread's state from sched_switch/sched_waking (and /proc at attach).
     pub thread: Option<crate::threads::ThreadState>,
+    /// The whole stack, innermost first: kernel frames, C frames (libc included), the cgo
+    /// boundary and the Go frames, for a thread asleep in the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<crate::native::stitch::MixedStack>,
+    /// Why there is no `stack` for a sleeping thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_error: Option<String>,
 }
 
 /// A goroutine on a CPU (or about to be) when the report was made, and its OS thread.
@@ -272,16 +279,24 @@ impl Report {
             if let Some(f) = &s.start_function {
                 let _ = writeln!(out, "      started at {f}");
             }
-            if let Some(t) = &s.thread
-                && !t.kernel_stack.is_empty()
-            {
-                let frames: Vec<&str> = t
-                    .kernel_stack
-                    .iter()
-                    .take(8)
-                    .map(|f| f.function.as_str())
-                    .collect();
-                let _ = writeln!(out, "      in kernel: {}", frames.join(" <- "));
+            match &s.stack {
+                Some(stack) => write_mixed_stack(out, &stack.frames),
+                None => {
+                    if let Some(t) = &s.thread
+                        && !t.kernel_stack.is_empty()
+                    {
+                        let frames: Vec<&str> = t
+                            .kernel_stack
+                            .iter()
+                            .take(8)
+                            .map(|f| f.function.as_str())
+                            .collect();
+                        let _ = writeln!(out, "      in kernel: {}", frames.join(" <- "));
+                    }
+                    if let Some(e) = &s.stack_error {
+                        let _ = writeln!(out, "      (no C stack: {e})");
+                    }
+                }
             }
         }
         for w in &self.warnings {
@@ -293,6 +308,25 @@ impl Report {
                 "  (+{} goroutine(s) of the Go runtime itself, not shown)",
                 self.runtime_goroutines_hidden
             );
+        }
+    }
+}
+
+/// A stitched stack, one frame a line: `[kernel]`, `[C module]` or Go frames with file:line, and
+/// the cgo boundary marked.
+fn write_mixed_stack(out: &mut dyn std::fmt::Write, frames: &[crate::native::stitch::Frame]) {
+    for f in frames {
+        let tag = match (f.kind, &f.module) {
+            ("kernel", _) => "[kernel] ".to_string(),
+            ("c", Some(m)) => format!("[C {m}] "),
+            ("c", None) => "[C] ".to_string(),
+            _ if f.cgo_boundary => "[cgo boundary] ".to_string(),
+            _ => String::new(),
+        };
+        let inl = if f.inlined { " (inlined)" } else { "" };
+        let _ = writeln!(out, "      {tag}{}{inl}", f.function);
+        if !f.file.is_empty() {
+            let _ = writeln!(out, "          {}:{}", f.file, f.line);
         }
     }
 }
@@ -437,5 +471,50 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["end_reason"], "duration");
         assert_eq!(json["blocked"][0]["goid"], 7);
+    }
+
+    #[test]
+    fn renders_a_stitched_stack_with_kinds_and_the_boundary() {
+        use crate::native::stitch::Frame;
+        let f = |kind, function: &str, file: &str, line, module: Option<&str>, inlined, boundary| {
+            Frame {
+                kind,
+                function: function.into(),
+                file: file.into(),
+                line,
+                inlined,
+                module: module.map(str::to_string),
+                cgo_boundary: boundary,
+            }
+        };
+        let frames = vec![
+            f("kernel", "anon_pipe_read", "", 0, None, false, false),
+            f("c", "read", "", 0, Some("libc.so.6"), false, false),
+            f("c", "block_in_read", "/s/main.go", 24, Some("prog"), true, false),
+            f("go", "runtime.asmcgocall", "/go/asm_amd64.s", 970, None, false, true),
+            f("go", "main.main.func1", "/s/main.go", 54, None, false, false),
+        ];
+        let mut text = String::new();
+        write_mixed_stack(&mut text, &frames);
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            [
+                "[kernel] anon_pipe_read",
+                "[C libc.so.6] read",
+                "[C prog] block_in_read (inlined)",
+                "/s/main.go:24",
+                "[cgo boundary] runtime.asmcgocall",
+                "/go/asm_amd64.s:970",
+                "main.main.func1",
+                "/s/main.go:54",
+            ]
+        );
+        // JSON leaves out what a frame does not have.
+        let json = serde_json::to_value(&frames[1]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "c", "function": "read", "module": "libc.so.6"})
+        );
     }
 }

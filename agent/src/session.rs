@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::events::write_event;
 use crate::goruntime::{GoBinary, GoBinaryError};
 use crate::model::Model;
+use crate::native::stitch::CgoUnwinder;
 use crate::probes::{Attached, ProbeError, ProbeSpec};
 use crate::procfs::{self, ProcError};
 use crate::report::{EndReason, ProbeInfo, REPORT_SCHEMA, Report, Target};
@@ -522,7 +523,20 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             Mode::Scan => scans.take(&last, &mut model, &ctx, pid, &mut events)?,
             Mode::Precise | Mode::Trap => model.reconcile(&last),
         }
-        in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states);
+        // C frames only where a thread sleeps in a cgo or system call: the register iterator
+        // is loaded then, and a kernel without it costs a note, not the report.
+        let mut cgo = None;
+        if last
+            .goroutines
+            .iter()
+            .any(|g| g.status == crate::scan::status::SYSCALL)
+        {
+            match CgoUnwinder::new(attached.ebpf_mut(), pid) {
+                Ok(c) => cgo = Some(c),
+                Err(e) => warnings.push(format!("C frames of cgo calls are unavailable: {e}")),
+            }
+        }
+        in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states, cgo.as_mut());
         running = summary::running(&ctx, &last, pid);
     }
     // The scanner's caches are megabytes with 100k goroutines: gone before the report is made,

@@ -4,6 +4,7 @@
 use crate::goruntime::{GoBinary, syncobj};
 use crate::memory::ProcessMemory;
 use crate::model::{Goroutine, Model};
+use crate::native::stitch::{CgoUnwinder, SavedSyscall};
 use rustc_hash::FxHashMap;
 
 use crate::report::{
@@ -204,12 +205,14 @@ fn go_statement(ctx: &Context<'_>, gopc: u64) -> Option<(Text, Option<Text>)> {
 
 /// Goroutines the scan found in `_Gsyscall` (a system call or a cgo call), each joined with its
 /// OS thread: `g.m.procid` (src/runtime/runtime2.go, m.procid) is the tid the scheduler
-/// tracepoints key the thread view by.
+/// tracepoints key the thread view by. With `cgo`, the stack of each one whose thread sleeps in
+/// the kernel is stitched whole: kernel, C, the cgo boundary, Go (see `native::stitch`).
 pub fn in_syscall(
     ctx: &Context<'_>,
     scan: &Scan,
     pid: u32,
     thread_states: &[ThreadState],
+    mut cgo: Option<&mut CgoUnwinder>,
 ) -> Vec<SyscallGoroutine> {
     let mem = ProcessMemory::new(pid);
     scan.goroutines
@@ -217,6 +220,20 @@ pub fn in_syscall(
         .filter(|g| g.status == status::SYSCALL)
         .map(|g| {
             let tid = threads::thread_of_g(&mem, &ctx.bin.layout, g.addr);
+            let thread = tid.and_then(|t| thread_states.iter().find(|s| s.tid == t).cloned());
+            let asleep = thread
+                .as_ref()
+                .is_some_and(|t| matches!(t.state, 'S' | 'D') && t.on_cpu != Some(true));
+            let (stack, stack_error) = match (cgo.as_deref_mut(), tid, &thread) {
+                (Some(cgo), Some(tid), Some(t)) if asleep => {
+                    let saved = SavedSyscall::read(&mem, &ctx.bin.layout.g, g.addr);
+                    match cgo.stack(ctx.bin, ctx.bias, tid, saved, &t.kernel_stack) {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    }
+                }
+                _ => (None, None),
+            };
             SyscallGoroutine {
                 goid: g.goid,
                 start_function: ctx
@@ -225,7 +242,9 @@ pub fn in_syscall(
                     .map(str::to_string),
                 created_by: creation_site(ctx, g.gopc, g.parent_goid),
                 tid,
-                thread: tid.and_then(|t| thread_states.iter().find(|s| s.tid == t).cloned()),
+                thread,
+                stack,
+                stack_error,
             }
         })
         .collect()

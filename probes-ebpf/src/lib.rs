@@ -360,3 +360,51 @@ mod pod_sched {
     unsafe impl aya::Pod for super::SchedConfig {}
     unsafe impl aya::Pod for super::ThreadSched {}
 }
+
+// --- A sleeping thread's user registers (for unwinding C frames) ---
+//
+// A task iterator (`iter/task`, BPF_TRACE_ITER) restricted to one tid by the agent (link info
+// `bpf_iter_link_info.task.tid`, Linux >= 6.1) writes that thread's user-mode registers, as the
+// kernel saved them on its last entry (`bpf_task_pt_regs`: `task_pt_regs()`, the top of its kernel
+// stack), into the iterator's seq_file. For a thread asleep in a system call these are exactly
+// its registers at the `syscall` instruction, which nothing else exposes without ptrace
+// (/proc/PID/task/TID/syscall has only sp and pc, not the bp that DWARF CFI rules can need).
+
+/// Program name of the task iterator in the eBPF object.
+pub const PROG_TASK_REGS: &str = "task_regs";
+
+/// x86_64 `struct pt_regs` (arch/x86/include/asm/ptrace.h), the user registers of a task that
+/// entered the kernel. The field order is the kernel's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserRegs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub bp: u64,
+    pub bx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub ax: u64,
+    pub cx: u64,
+    pub dx: u64,
+    pub si: u64,
+    pub di: u64,
+    /// The system call number for a task in a system call, else -1.
+    pub orig_ax: u64,
+    pub ip: u64,
+    pub cs: u64,
+    pub flags: u64,
+    pub sp: u64,
+    pub ss: u64,
+}
+const _: () = assert!(size_of::<UserRegs>() == 168);
+
+#[cfg(feature = "user")]
+mod pod_regs {
+    // SAFETY: repr(C), Copy, u64s only (size asserted above).
+    unsafe impl aya::Pod for super::UserRegs {}
+}

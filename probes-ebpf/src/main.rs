@@ -7,6 +7,8 @@
 mod programs;
 #[cfg(target_arch = "bpf")]
 mod sched;
+#[cfg(target_arch = "bpf")]
+mod taskregs;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

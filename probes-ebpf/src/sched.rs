@@ -129,6 +129,11 @@ fn switch_out(ctx: &TracePointContext, cfg: &SchedConfig, now: u64, cpu: u32) ->
     let t = unsafe { &mut *t };
     if t.on_cpu != 0 && t.on_since_ns != 0 && now > t.on_since_ns {
         t.on_cpu_ns += now - t.on_since_ns;
+    } else if t.on_cpu == 0 && t.woken_ns != 0 && now > t.woken_ns {
+        // Woken without a switch-in since: the wake-up found the task still on its CPU, on its
+        // way to sleep (try_to_wake_up → ttwu_runnable), so it ran from then until now. A seeded
+        // entry reads as off CPU even then: /proc said S while it was going to sleep.
+        t.on_cpu_ns += now - t.woken_ns;
     }
     t.on_cpu = 0;
     t.off_since_ns = now;

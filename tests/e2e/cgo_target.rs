@@ -1,10 +1,13 @@
 //! A cgo target (built with CGO_ENABLED=1, so externally linked by the system linker): the
-//! binary analysis, the uprobes and the goroutine-table scan work on it too.
+//! binary analysis and the goroutine-table scan work on it too, and the goroutines stuck inside
+//! C get their whole stack: kernel frames, C frames (libc included, file:line where the C has
+//! DWARF), the cgo boundary, and the Go frames up to the goroutine's start function, in order.
 
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, attach_for, kv, prepare};
+use blockprobe_tests::{Proc, Scratch, attach_for, kv, prepare, source_line};
+use serde_json::Value;
 
 fn run(go_minor: &str, variant: &str) {
     let Some(fixture) = prepare(go_minor, variant, "cgoblock") else {
@@ -28,29 +31,182 @@ fn run(go_minor: &str, variant: &str) {
         .unwrap_or_else(|| panic!("receiver on {chan} not reported: {report:#}"));
     assert_eq!(receiver["wait_reason"], "chan receive");
     assert_eq!(receiver["start_function"], "main.main.func2");
-    // The goroutine inside C's read(): in _Gsyscall, on a thread the scheduler saw asleep in
-    // the kernel's pipe read.
-    let in_c = report["in_syscall"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["start_function"] == "main.main.func1")
-        .unwrap_or_else(|| panic!("the goroutine in C is not reported: {report:#}"));
-    assert!(in_c["tid"].as_u64().is_some(), "{in_c}");
-    assert_eq!(in_c["thread"]["state"], "S", "{in_c}");
-    let frames: Vec<&str> = in_c["thread"]["kernel_stack"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["function"].as_str())
-        .collect();
-    assert!(frames.iter().any(|f| f.contains("pipe_read")), "{frames:?}");
-    assert!(frames.iter().any(|f| f.contains("vfs_read")), "{frames:?}");
+    let exe = fixture.file_name().unwrap().to_str().unwrap();
+    let dwarf = variant != "stripped";
+    let line = |needle: &str| source_line("cgoblock", needle) as u64;
+
+    // Inside C's read() on a pipe: in _Gsyscall, on the thread the fixture named, which the
+    // scheduler saw asleep in the kernel's pipe read.
+    let in_read = in_c(&report, "main.main.func1", &kv(&ready, "read_tid"));
+    let frames = &in_read["stack"]["frames"];
+    let kernel = kernel_functions(frames);
+    assert!(kernel.iter().any(|f| f.contains("pipe_read")), "{kernel:?}");
+    assert!(kernel.iter().any(|f| f.contains("vfs_read")), "{kernel:?}");
+    let mut expect = vec![Want::c("libc.so.6", Some("read"), None)];
+    if dwarf {
+        // block_in_read is static, inlined into cgo's wrapper; DWARF keeps the inlined frame.
+        expect.push(Want::c(
+            exe,
+            Some("block_in_read"),
+            Some(line("return (int)read(fds[0]")),
+        ));
+        expect.push(Want::c(exe, Some("_Cfunc_block_in_read"), None));
+    } else {
+        expect.push(Want::c(exe, None, None));
+    }
+    expect.extend(go_tail(
+        "main._Cfunc_block_in_read",
+        "main.main.func1",
+        line("C.block_in_read()"),
+    ));
+    assert_in_order(frames, &expect);
+
+    // Self-deadlocked on a pthread mutex: asleep in futex(2) under pthread_mutex_lock.
+    let in_lock = in_c(&report, "main.main.func3", &kv(&ready, "mutex_tid"));
+    let frames = &in_lock["stack"]["frames"];
+    let kernel = kernel_functions(frames);
+    assert!(kernel.iter().any(|f| f.contains("futex")), "{kernel:?}");
+    let mut expect = vec![Want::c("libc.so.6", Some("pthread_mutex_lock"), None)];
+    if dwarf {
+        expect.push(Want::c(
+            exe,
+            Some("take"),
+            Some(line("int err = pthread_mutex_lock(m);")),
+        ));
+        expect.push(Want::c(
+            exe,
+            Some("deadlock_on_mutex"),
+            Some(line("err |= take(&mu);")),
+        ));
+        expect.push(Want::c(exe, Some("_Cfunc_deadlock_on_mutex"), None));
+    } else {
+        expect.push(Want::c(exe, None, None));
+    }
+    expect.extend(go_tail(
+        "main._Cfunc_deadlock_on_mutex",
+        "main.main.func3",
+        line("C.deadlock_on_mutex()"),
+    ));
+    assert_in_order(frames, &expect);
     assert!(
         report["warnings"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
+}
+
+/// The goroutine in C started by `start`, on the thread the fixture named, with a stitched stack
+/// whose native part reached the Go code.
+fn in_c<'a>(report: &'a Value, start: &str, tid: &str) -> &'a Value {
+    let g = report["in_syscall"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["start_function"] == start)
+        .unwrap_or_else(|| panic!("the goroutine {start} in C is not reported: {report:#}"));
+    assert_eq!(g["tid"].to_string(), tid, "{g:#}");
+    assert_eq!(g["thread"]["state"], "S", "{g:#}");
+    assert_eq!(g["stack"]["native_end"], "cgo", "{g:#}");
+    g
+}
+
+/// The kernel frames, which must all come first.
+fn kernel_functions(frames: &Value) -> Vec<&str> {
+    let frames = frames.as_array().expect("frames");
+    let n = frames.iter().take_while(|f| f["kind"] == "kernel").count();
+    assert!(n > 0, "no kernel frames: {frames:#?}");
+    assert!(
+        frames[n..].iter().all(|f| f["kind"] != "kernel"),
+        "kernel frames after user ones: {frames:#?}"
+    );
+    frames[..n]
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect()
+}
+
+/// A frame expected in a stack: its kind, module, a piece of its function name, its line.
+struct Want {
+    kind: &'static str,
+    module: Option<String>,
+    function: Option<String>,
+    line: Option<u64>,
+    boundary: bool,
+}
+
+impl Want {
+    fn c(module: &str, function: Option<&str>, line: Option<u64>) -> Self {
+        Self {
+            kind: "c",
+            module: Some(module.to_string()),
+            function: function.map(str::to_string),
+            line,
+            boundary: false,
+        }
+    }
+
+    fn go(function: &str, line: Option<u64>) -> Self {
+        Self {
+            kind: "go",
+            module: None,
+            function: Some(function.to_string()),
+            line,
+            boundary: false,
+        }
+    }
+
+    fn matches(&self, f: &Value) -> bool {
+        f["kind"] == self.kind
+            && self
+                .module
+                .as_ref()
+                .is_none_or(|m| f["module"] == m.as_str())
+            && self.function.as_ref().is_none_or(|n| {
+                f["function"]
+                    .as_str()
+                    .is_some_and(|s| s == n || (self.kind == "c" && s.contains(n.as_str())))
+            })
+            && self.line.is_none_or(|l| f["line"] == l)
+            && (!self.boundary || f["cgo_boundary"] == true)
+    }
+}
+
+/// The cgo boundary and the Go frames that made the call, up to the goroutine's start function.
+fn go_tail(cfunc: &str, start: &str, start_line: u64) -> Vec<Want> {
+    vec![
+        Want {
+            boundary: true,
+            ..Want::go("runtime.asmcgocall", None)
+        },
+        Want::go("runtime.cgocall", None),
+        Want::go(cfunc, None),
+        Want::go(start, Some(start_line)),
+    ]
+}
+
+/// Each wanted frame appears, in this order, after the kernel frames; the native ones come
+/// right after each other (no frame skipped between libc and the boundary).
+fn assert_in_order(frames: &Value, want: &[Want]) {
+    let frames = frames.as_array().unwrap();
+    let user = frames.iter().skip_while(|f| f["kind"] == "kernel");
+    let mut at = 0;
+    let mut seen = Vec::new();
+    for f in user {
+        if at < want.len() && want[at].matches(f) {
+            seen.push(at);
+            at += 1;
+        } else if at < want.len() && want[at].kind == "c" && at > 0 {
+            panic!(
+                "frame {f} is not the expected {:?} {:?} (line {:?}): {frames:#?}",
+                want[at].module, want[at].function, want[at].line
+            );
+        }
+    }
+    assert_eq!(
+        at,
+        want.len(),
+        "frames missing or out of order (matched {seen:?}): {frames:#?}"
+    );
 }
 
 blockprobe_tests::go_matrix!(run);

@@ -1,8 +1,8 @@
 //! The OS-thread view (scheduler tracepoints) on a live cgo target, through the library:
 //! - the thread blocked in C `read()` since before the attach is found by the seed from
 //!   /proc/PID/task (state S, off CPU for at least the time since the attach, kernel frames of
-//!   the blocked read from /proc), and it is the thread `thread_of_g` gives for the goroutine in
-//!   _Gsyscall;
+//!   the blocked read from /proc); it and the thread deadlocked on a pthread mutex are the
+//!   threads `thread_of_g` gives for the two goroutines in _Gsyscall;
 //! - a thread that sleeps again after the attach (woken by a signal from the test) gets an exact
 //!   since-time from the tracepoints, a wake-up, and a kernel stack captured in eBPF.
 
@@ -14,7 +14,7 @@ use blockprobe::probes::Attached;
 use blockprobe::scan::{Scanner, status};
 use blockprobe::session;
 use blockprobe::threads::{ThreadState, attach_sched, list_tasks, read_threads, thread_of_g};
-use blockprobe_tests::{Proc, prepare};
+use blockprobe_tests::{Proc, kv, prepare};
 
 fn names(t: &ThreadState) -> Vec<&str> {
     t.kernel_stack.iter().map(|f| f.function.as_str()).collect()
@@ -26,9 +26,12 @@ fn run(go_minor: &str, variant: &str) {
     };
     let spawned_ns = session::monotonic_ns();
     let mut target = Proc::spawn(&mut Command::new(&fixture)).expect("start cgoblock");
-    target
+    let ready = target
         .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
         .expect("cgoblock ready");
+    // The threads asleep in C: in read() on a pipe, and in a self-deadlocked pthread mutex.
+    let read_tid: u32 = kv(&ready, "read_tid").parse().unwrap();
+    let mutex_tid: u32 = kv(&ready, "mutex_tid").parse().unwrap();
     let ready_ns = session::monotonic_ns();
     // Let the blocked read age a little before the attach.
     std::thread::sleep(Duration::from_millis(200));
@@ -49,15 +52,18 @@ fn run(go_minor: &str, variant: &str) {
     // The goroutine inside C read() is in _Gsyscall; its M's procid is the blocked thread.
     let bias = session::load_bias(pid, &exe, &bin);
     let scan = Scanner::new(&bin, pid, bias).unwrap().scan().unwrap();
-    let in_syscall: Vec<_> = scan
+    let mem = ProcessMemory::new(pid);
+    let mut in_syscall: Vec<u32> = scan
         .goroutines
         .iter()
         .filter(|g| g.status == status::SYSCALL)
+        .map(|g| thread_of_g(&mem, &bin.layout, g.addr).expect("g.m.procid of a goroutine in C"))
         .collect();
-    assert_eq!(in_syscall.len(), 1, "{:#?}", scan.goroutines);
-    let mem = ProcessMemory::new(pid);
-    let reader_tid = thread_of_g(&mem, &bin.layout, in_syscall[0].addr)
-        .expect("g.m.procid of the goroutine in C read()");
+    in_syscall.sort_unstable();
+    let mut in_c = vec![read_tid, mutex_tid];
+    in_c.sort_unstable();
+    assert_eq!(in_syscall, in_c, "{:#?}", scan.goroutines);
+    let reader_tid = read_tid;
     let tasks = list_tasks(pid).unwrap();
     assert!(
         tasks.iter().any(|t| t.tid == reader_tid && t.state == 'S'),
@@ -73,7 +79,7 @@ fn run(go_minor: &str, variant: &str) {
     };
     let other = tasks
         .iter()
-        .find(|t| t.tid != reader_tid && t.state == 'S' && in_futex(t.tid))
+        .find(|t| t.tid != reader_tid && t.tid != mutex_tid && t.state == 'S' && in_futex(t.tid))
         .unwrap_or_else(|| panic!("no idle M in a futex wait: {tasks:?}"))
         .tid;
     // SAFETY: gettid(2) has no preconditions.

@@ -11,12 +11,14 @@
 //! [`summary::PerEvent`]). The modes are interleaved over rounds, in a rotating order, so that
 //! a noisy VM hurts them alike; each cell is a median, each ratio one against the no-agent
 //! median of the same invocation. Last, blockprobe attaches (scan mode, then precise mode) to a
-//! process with 100k blocked goroutines for its memory and scan cost. Nothing is hard-coded:
+//! process with 100k blocked goroutines for its memory and scan cost, and `blockprobe
+//! bench-stacks` times stacks of goroutines stuck in C (see [`stacks`]). Nothing is hard-coded:
 //! every figure printed is measured, and the targets are checked against the figures.
 mod json;
 mod proc;
 mod report;
 mod runs;
+mod stacks;
 mod stats;
 mod summary;
 mod targets;
@@ -29,6 +31,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 use self::runs::{Ctx, run_goroutines, run_throughput};
+use self::stacks::{STACKS_FIXTURE, STACKS_WORKLOAD, run_stacks};
 use self::stats::OpsLine;
 use crate::fixtures::{self, Variant};
 use crate::setup::{self, GoWanted};
@@ -55,7 +58,7 @@ pub struct Args {
     /// blockprobe's --scan-interval in scan mode (100ms: 10 scans a second, its default).
     #[arg(long, value_name = "DURATION", default_value = "100ms")]
     pub scan_interval: String,
-    /// Run only these workloads (pingpong, mutexpool, http, goroutines); repeatable.
+    /// Run only these workloads (pingpong, mutexpool, http, goroutines, stacks); repeatable.
     #[arg(long, value_name = "WORKLOAD")]
     pub only: Vec<String>,
     /// Measure this blockprobe binary instead of building target/release/blockprobe.
@@ -435,9 +438,13 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         );
     }
     for o in &args.only {
-        if o != GOROUTINES_WORKLOAD && !WORKLOADS.iter().any(|w| w.name == o) {
+        if o != GOROUTINES_WORKLOAD
+            && o != STACKS_WORKLOAD
+            && !WORKLOADS.iter().any(|w| w.name == o)
+        {
             bail!(
-                "--only {o}: no such workload; there are {}, {GOROUTINES_WORKLOAD}",
+                "--only {o}: no such workload; there are {}, {GOROUTINES_WORKLOAD}, \
+                 {STACKS_WORKLOAD}",
                 WORKLOADS
                     .iter()
                     .map(|w| w.name)
@@ -449,6 +456,7 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let workloads: Vec<&Workload> = WORKLOADS.iter().filter(|w| selected(w.name)).collect();
     let with_goroutines = selected(GOROUTINES_WORKLOAD);
+    let with_stacks = selected(STACKS_WORKLOAD);
     let go_version = match &args.go {
         Some(v) => setup::supported_go(v)?,
         None => setup::newest_go(),
@@ -504,6 +512,9 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let mut names: Vec<&str> = workloads.iter().map(|w| w.fixture).collect();
     if with_goroutines {
         names.push(GOROUTINES_FIXTURE);
+    }
+    if with_stacks {
+        names.push(STACKS_FIXTURE);
     }
     fixtures::build(
         &setup,
@@ -580,6 +591,19 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         timings.push(("goroutines runs", t.elapsed().as_secs_f64()));
     }
 
+    let mut stacks = None;
+    if with_stacks {
+        let t = Instant::now();
+        println!(
+            "\n==> stacks: goroutines stuck in C ({STACKS_FIXTURE}): capture, cold and warm \
+             symbolization"
+        );
+        let s = run_stacks(&ctx);
+        println!("{}", stacks::line(&s));
+        stacks = Some(s);
+        timings.push(("stacks runs", t.elapsed().as_secs_f64()));
+    }
+
     timings.push(("total", t_all.elapsed().as_secs_f64()));
     let config = json!({
         "quick": args.quick, "rounds": rounds, "secs": secs, "goroutines": args.goroutines,
@@ -610,6 +634,9 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
             timings: &timings,
         })
     );
+    if let Some(s) = &stacks {
+        println!("{}", stacks::line(s));
+    }
 
     let doc = json::document(json::DocParts {
         command: &command,
@@ -622,6 +649,10 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         targets: &targets,
         timings: &timings,
     });
+    let mut doc = doc;
+    if let Some(s) = &stacks {
+        doc["stacks"] = json!({ "result": s.result, "error": s.error });
+    }
     let results = out_dir.join("results.json");
     std::fs::write(&results, serde_json::to_string_pretty(&doc)? + "\n")
         .with_context(|| format!("writing {}", results.display()))?;
@@ -637,6 +668,12 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
                 .iter()
                 .filter(|g| g.error.is_some())
                 .map(|g| format!("{GOROUTINES_WORKLOAD} {}", g.mode.name())),
+        )
+        .chain(
+            stacks
+                .iter()
+                .filter(|s| s.error.is_some())
+                .map(|_| STACKS_WORKLOAD.to_string()),
         )
         .collect();
     if !failed.is_empty() {

@@ -37,7 +37,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn fixture(&self, name: &str) -> PathBuf {
+    pub(super) fn fixture(&self, name: &str) -> PathBuf {
         fixtures::binary_path(&self.root, &self.go_version, Variant::Default, name)
     }
 }
@@ -198,7 +198,7 @@ fn drained(lines: &mut Lines) -> String {
 }
 
 /// Waits for `ready pid=<pid>`; returns the pid.
-fn wait_ready(wl: &mut Proc, out: &mut Lines, err: &mut Lines) -> Result<u32> {
+pub(super) fn wait_ready(wl: &mut Proc, out: &mut Lines, err: &mut Lines) -> Result<u32> {
     match out.wait_for(READY_TIMEOUT, parse_ready) {
         Waited::Found(pid) => {
             if pid != wl.pid() {
