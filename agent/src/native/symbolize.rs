@@ -142,7 +142,9 @@ int main(void) { return outer(0); }
     fn build(extra: &[&str], name: &str) -> Option<Vec<u8>> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/native-symbolize");
         std::fs::create_dir_all(&dir).ok()?;
-        let src = dir.join("t.c");
+        // One source per build: tests run in parallel, and a rewrite under a running gcc would
+        // hand it a truncated file.
+        let src = dir.join(format!("{name}.c"));
         std::fs::write(&src, C_SRC).ok()?;
         let out = dir.join(name);
         let ok = Command::new("gcc")
@@ -182,7 +184,7 @@ int main(void) { return outer(0); }
             .clone();
         let at_entry = m.symbolize(outer.addr);
         assert_eq!(&*at_entry.last().unwrap().function, "outer");
-        assert!(at_entry.last().unwrap().file.ends_with("t.c"));
+        assert!(at_entry.last().unwrap().file.ends_with("t-g.c"));
         // Somewhere in outer is the inlined body of twice: its frame first, then outer's.
         let inlined = (outer.addr..outer.addr + outer.size)
             .map(|a| m.symbolize(a))
