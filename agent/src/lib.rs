@@ -7,6 +7,7 @@
 //! - [`report`]: the report, as JSON and as text.
 //! - [`threads`]: the OS-thread view (scheduler tracepoints), and goroutine → thread.
 //! - [`kallsyms`]: kernel stack symbolization.
+pub mod detect;
 pub mod dump;
 pub mod events;
 pub mod goruntime;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use blockprobe::detect::allow::Policy;
 use blockprobe::goruntime::{GoBinary, GoBinaryError};
 use blockprobe::probes::all_probes;
 use blockprobe::session::{self, Mode, SessionOptions, TargetSpec};
@@ -197,7 +198,73 @@ struct Observe {
     /// 0 streams every transition.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
+
+    /// Exit with status 3 when findings of these patterns remain (ids such as BP03, names such
+    /// as chan-recv-no-sender, comma-separated, or `all`; see docs/patterns.md). Allowed
+    /// findings never count.
+    #[arg(long, value_name = "PATTERNS")]
+    fail_on: Vec<String>,
+    /// Known-benign waits: a pattern (id or name), or a regular expression over the function a
+    /// goroutine blocked in or the function whose `go` statement created it. Repeatable.
+    #[arg(long, value_name = "PATTERN|FUNC-REGEX")]
+    allow: Vec<String>,
+    /// A file of --allow rules, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    allow_file: Option<String>,
+    /// Do not apply the default allowlist (the standard library's own long waits: idle HTTP
+    /// connections, database/sql's opener, os/signal, the testing package, context).
+    #[arg(long)]
+    no_default_allow: bool,
+    /// Also write the findings as SARIF 2.1.0 to FILE, for CI code scanning (paths relative to
+    /// the current directory where they are under it).
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<String>,
 }
+
+impl Observe {
+    fn policy(&self) -> Result<Policy> {
+        Ok(Policy::new(
+            &self.fail_on,
+            &self.allow,
+            self.allow_file.as_deref(),
+            !self.no_default_allow,
+        )?)
+    }
+
+    /// Writes the SARIF file if asked; the exit status the findings call for (3), if any.
+    fn verdict(&self, policy: &Policy, report: &blockprobe::report::Report) -> Result<Option<i32>> {
+        let open: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| !f.allowed)
+            .cloned()
+            .collect();
+        if let Some(path) = &self.sarif {
+            let root = std::env::current_dir().ok();
+            let log =
+                blockprobe::detect::sarif::sarif(&open, root.as_deref().and_then(|r| r.to_str()));
+            std::fs::write(path, serde_json::to_string_pretty(&log)? + "\n")
+                .with_context(|| format!("writing {path}"))?;
+        }
+        let failing: Vec<&str> = open
+            .iter()
+            .filter(|f| policy.fails(f))
+            .map(|f| f.pattern)
+            .collect();
+        if failing.is_empty() {
+            return Ok(None);
+        }
+        eprintln!(
+            "blockprobe: {} finding(s) fail the run (--fail-on): {}",
+            failing.len(),
+            failing.join(", ")
+        );
+        Ok(Some(FINDINGS_EXIT))
+    }
+}
+
+/// The exit status when findings fail a run (`--fail-on`).
+const FINDINGS_EXIT: i32 = 3;
 
 fn run(
     obs: Observe,
@@ -209,6 +276,7 @@ fn run(
         bail!("in `run` mode stdout belongs to the program: give --events/--json a file");
     }
     let (program, args) = command.split_first().context("no program given")?;
+    let policy = obs.policy()?;
     let events = events.as_deref().map(open_sink).transpose()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Spawn {
@@ -222,19 +290,22 @@ fn run(
         threshold: obs.threshold,
         events,
         on_attached: Some(announcer(&obs)),
+        policy: policy.clone(),
     })
     .with_context(|| format!("running {program}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
         None => print_text(&outcome.report, &mut std::io::stderr().lock()),
     }
-    // Exit as the program did (a signal as 128 + N, as shells report it).
+    // Exit as the program did (a signal as 128 + N, as shells report it), unless findings fail
+    // the run.
     let code = match (outcome.report.exit_code, outcome.report.exit_signal) {
         (Some(c), _) => c,
         (None, Some(sig)) => 128 + sig,
         (None, None) => 0,
     };
-    std::process::exit(code);
+    let verdict = obs.verdict(&policy, &outcome.report)?;
+    std::process::exit(verdict.unwrap_or(code));
 }
 
 /// The report as text, streamed to `out` (buffered), not built in memory first.
@@ -270,6 +341,7 @@ fn attach(
     if pid == 0 {
         bail!("--pid must be a process id");
     }
+    let policy = obs.policy()?;
     let events = events.as_deref().map(open_sink).transpose()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Pid(pid),
@@ -280,11 +352,15 @@ fn attach(
         threshold: obs.threshold,
         events,
         on_attached: Some(announcer(&obs)),
+        policy: policy.clone(),
     })
     .with_context(|| format!("attaching to pid {pid}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
         None => print_text(&outcome.report, &mut std::io::stdout().lock()),
+    }
+    if let Some(code) = obs.verdict(&policy, &outcome.report)? {
+        std::process::exit(code);
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ use rustc_hash::FxHashMap;
 use probes_ebpf::{EventKind, GoEvent};
 use serde::Serialize;
 
+use crate::detect::graph::{Op, Party};
+
 /// One goroutine as currently known.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Goroutine {
@@ -126,11 +128,74 @@ pub struct Model {
     pub creations: HashMap<u64, u64>,
     /// Scans taken in scan mode.
     pub scan_generation: u64,
+    /// Object → goroutines observed operating on it (parked on it, or waking a goroutine parked
+    /// on it): the parties of the wait-for graph (`detect::graph`). Bounded: at most
+    /// [`MAX_PARTY_OBJECTS`] objects and [`MAX_PARTIES`] parties each.
+    pub parties: FxHashMap<u64, Vec<Party>>,
+    /// The operation each wait reason number stands for (set by the session from the binary's
+    /// wait-reason names, see [`op_of_reason`]).
+    pub reason_ops: Vec<Option<Op>>,
+}
+
+/// Bounds of [`Model::parties`].
+pub const MAX_PARTY_OBJECTS: usize = 16_384;
+pub const MAX_PARTIES: usize = 16;
+
+/// The operation a park with this wait reason performs on its object.
+pub fn op_of_reason(reason: &str) -> Option<Op> {
+    Some(match reason {
+        "chan send" => Op::Send,
+        "chan receive" => Op::Recv,
+        "select" => Op::Any,
+        r if r.starts_with("sync.") || r == "semacquire" => Op::Acquire,
+        _ => return None,
+    })
+}
+
+/// The operation of the goroutine that ends a wait doing `op`.
+fn complement(op: Op) -> Op {
+    match op {
+        Op::Send => Op::Recv,
+        Op::Recv => Op::Send,
+        Op::Any => Op::Any,
+        Op::Acquire | Op::Release => Op::Release,
+    }
+}
+
+/// The objects a goroutine's current wait is on: its channels, or its sync primitive (the
+/// primitive's address, as reports name it: see goruntime::syncobj).
+fn wait_objects(g: &Goroutine) -> Vec<u64> {
+    if !g.wait_chans.is_empty() {
+        return g.wait_chans.clone();
+    }
+    match g.sema {
+        Some((addr, kind)) if kind != 0 => probes_ebpf::SemaKind::try_from(kind)
+            .map(|k| vec![addr.wrapping_sub(crate::goruntime::syncobj::field_offset(k))])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Records that `goid` did `op` on `obj`, within the bounds.
+fn note_party(parties: &mut FxHashMap<u64, Vec<Party>>, obj: u64, goid: u64, op: Op) {
+    if obj == 0 || (parties.len() >= MAX_PARTY_OBJECTS && !parties.contains_key(&obj)) {
+        return;
+    }
+    let list = parties.entry(obj).or_default();
+    let p = Party { goid, op };
+    if list.len() < MAX_PARTIES && !list.contains(&p) {
+        list.push(p);
+    }
 }
 
 impl Model {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets which operation each wait reason number stands for, from the binary's names.
+    pub fn set_reason_ops<S: AsRef<str>>(&mut self, names: &[S]) {
+        self.reason_ops = names.iter().map(|n| op_of_reason(n.as_ref())).collect();
     }
 
     /// Applies one probe event. Unknown kinds are counted and ignored.
@@ -173,8 +238,27 @@ impl Model {
                 g.park_pc = ev.caller_pc;
                 g.tid = ev.tid;
                 g.parks += 1;
+                if let Some(op) = self.reason_ops.get(g.reason as usize).copied().flatten() {
+                    for o in wait_objects(g) {
+                        note_party(&mut self.parties, o, ev.goid, op);
+                    }
+                }
             }
             EventKind::Ready => {
+                // The waker did the complementary operation on the objects of this wait.
+                if ev.peer_goid != 0
+                    && g.parked_at_ns.is_some()
+                    && let Some(op) = self.reason_ops.get(g.reason as usize).copied().flatten()
+                {
+                    let objects = wait_objects(g);
+                    for o in objects {
+                        note_party(&mut self.parties, o, ev.peer_goid, complement(op));
+                    }
+                }
+                let g = self
+                    .goroutines
+                    .get_mut(&ev.goid)
+                    .unwrap_or_else(|| unreachable!());
                 g.parked_at_ns = None;
                 g.parked_before_attach = false;
                 g.observed_by_scan = false;
@@ -266,8 +350,14 @@ impl Model {
             let o = g.scan_obs.unwrap_or_else(|| unreachable!());
             if o.seen >= STABLE_SCANS && g.parked_at_ns.is_none() {
                 g.parked_at_ns = Some(wait_start(sg, o.first_ns));
-                g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
+                let reason = reason_name(sg.wait_reason);
+                g.set_scanned_wait(sg, &reason);
                 changes.blocked.push(sg.goid);
+                if let Some(op) = op_of_reason(&reason) {
+                    for obj in wait_objects(g) {
+                        note_party(&mut self.parties, obj, sg.goid, op);
+                    }
+                }
             }
         }
         // Whatever this scan did not see waiting has run, exited, or was a torn read.

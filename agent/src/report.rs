@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 /// Version of the JSON layout below; bump on any incompatible change.
-pub const REPORT_SCHEMA: &str = "blockprobe.live/1";
+/// The report's schema (docs/report-schema.md, docs/report.schema.json): /2 added `findings`.
+pub const REPORT_SCHEMA: &str = "blockprobe.report/2";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
@@ -163,6 +164,8 @@ pub struct Report {
     /// included (from the gopark probe's user stack, or a frame-pointer walk from `g.sched`
     /// for goroutines found by the scan).
     pub stacks: Vec<Vec<crate::unwind::StackFrame>>,
+    /// The verdicts: blocking patterns found (docs/patterns.md), most severe first.
+    pub findings: Vec<crate::detect::Finding>,
     /// Blocked goroutines of the runtime itself (GC workers, finalizer, ...) left out of
     /// `blocked`, as Go's own tracebacks leave them out (src/runtime/traceback.go,
     /// isSystemGoroutine).
@@ -256,6 +259,7 @@ impl Report {
             self.events_lost,
             self.goroutines_seen
         );
+        write_findings(out, &self.findings);
         write_blocked(out, &self.blocked, self.threshold_ns);
         if !self.in_syscall.is_empty() {
             let _ = writeln!(
@@ -309,6 +313,57 @@ impl Report {
                 self.runtime_goroutines_hidden
             );
         }
+    }
+}
+
+/// The findings: one paragraph each, the allowed ones as one line at the end.
+pub fn write_findings(out: &mut dyn std::fmt::Write, findings: &[crate::detect::Finding]) {
+    let (allowed, shown): (Vec<_>, Vec<_>) = findings.iter().partition(|f| f.allowed);
+    let _ = writeln!(out, "\n{} finding(s):", shown.len());
+    for f in &shown {
+        let _ = writeln!(
+            out,
+            "  {} {} [{}, {}]: {}",
+            f.pattern,
+            f.slug,
+            f.severity.word(),
+            f.confidence,
+            f.explanation
+        );
+        if let Some(b) = &f.blocked_at {
+            let _ = writeln!(out, "      blocked in {} at {}", b.function, b.location);
+        }
+        if let Some(c) = &f.created_by {
+            let _ = writeln!(
+                out,
+                "      created by {} at {}",
+                c.function,
+                c.location.as_deref().unwrap_or("?")
+            );
+        }
+        if !f.chain.is_empty() {
+            let links: Vec<String> = f
+                .chain
+                .iter()
+                .map(|l| match (l.object_kind, l.object) {
+                    (Some(k), Some(o)) => format!("goroutine {} ({} on {k} {o})", l.goid, l.state),
+                    _ => format!("goroutine {} ({})", l.goid, l.state),
+                })
+                .collect();
+            let _ = writeln!(out, "      chain: {}", links.join(" -> "));
+        }
+        if f.count > 1 {
+            let ids: Vec<String> = f.goroutines.iter().take(10).map(u64::to_string).collect();
+            let more = if f.count > 10 { ", …" } else { "" };
+            let _ = writeln!(out, "      goroutines: {}{more}", ids.join(", "));
+        }
+    }
+    if !allowed.is_empty() {
+        let names: Vec<String> = allowed
+            .iter()
+            .map(|f| format!("{} ({} goroutine(s))", f.slug, f.count))
+            .collect();
+        let _ = writeln!(out, "  allowed, not counted: {}", names.join(", "));
     }
 }
 
@@ -427,6 +482,7 @@ mod tests {
             threshold_ns: 0,
             runtime_goroutines_hidden: 4,
             stacks: Vec::new(),
+            findings: Vec::new(),
             in_syscall: Vec::new(),
             running: Vec::new(),
             threads: Vec::new(),
@@ -476,23 +532,48 @@ mod tests {
     #[test]
     fn renders_a_stitched_stack_with_kinds_and_the_boundary() {
         use crate::native::stitch::Frame;
-        let f = |kind, function: &str, file: &str, line, module: Option<&str>, inlined, boundary| {
-            Frame {
-                kind,
-                function: function.into(),
-                file: file.into(),
-                line,
-                inlined,
-                module: module.map(str::to_string),
-                cgo_boundary: boundary,
-            }
-        };
+        let f =
+            |kind, function: &str, file: &str, line, module: Option<&str>, inlined, boundary| {
+                Frame {
+                    kind,
+                    function: function.into(),
+                    file: file.into(),
+                    line,
+                    inlined,
+                    module: module.map(str::to_string),
+                    cgo_boundary: boundary,
+                }
+            };
         let frames = vec![
             f("kernel", "anon_pipe_read", "", 0, None, false, false),
             f("c", "read", "", 0, Some("libc.so.6"), false, false),
-            f("c", "block_in_read", "/s/main.go", 24, Some("prog"), true, false),
-            f("go", "runtime.asmcgocall", "/go/asm_amd64.s", 970, None, false, true),
-            f("go", "main.main.func1", "/s/main.go", 54, None, false, false),
+            f(
+                "c",
+                "block_in_read",
+                "/s/main.go",
+                24,
+                Some("prog"),
+                true,
+                false,
+            ),
+            f(
+                "go",
+                "runtime.asmcgocall",
+                "/go/asm_amd64.s",
+                970,
+                None,
+                false,
+                true,
+            ),
+            f(
+                "go",
+                "main.main.func1",
+                "/s/main.go",
+                54,
+                None,
+                false,
+                false,
+            ),
         ];
         let mut text = String::new();
         write_mixed_stack(&mut text, &frames);

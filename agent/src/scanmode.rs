@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::detect::live::{Census, ChanCache, GlobalWatch};
 use crate::events::{write_scan_park, write_scan_ready};
 use crate::memory::ProcessMemory;
 use crate::model::Model;
@@ -61,10 +62,20 @@ pub struct ScanLoop {
     pub stack_set: unwind::StackSet,
     /// Blocked goroutines whose stack walk must be retried.
     pending: rustc_hash::FxHashSet<u64>,
+    /// Buffers of the channels goroutines were seen sending on.
+    pub chans: ChanCache,
+    /// Whether the whole program is stuck, scan after scan.
+    pub watch: GlobalWatch,
+    /// Findings are made about waits of at least this long.
+    threshold_ns: u64,
+    /// By wait-reason code: a wait only another goroutine can end (filled on first use).
+    stuck_reason: Vec<bool>,
+    /// Start PC → the goroutine is the runtime's own.
+    runtime_start: FxHashMap<u64, bool>,
 }
 
 impl ScanLoop {
-    pub fn new(mode: Mode, every: Duration) -> Self {
+    pub fn new(mode: Mode, every: Duration, threshold: Duration) -> Self {
         let every = every.max(Duration::from_millis(1));
         // The scan at attach was just taken: the next one is a full interval later, so that
         // two scans in a row are never a few microseconds apart.
@@ -81,7 +92,55 @@ impl ScanLoop {
             stacks: FxHashMap::default(),
             stack_set: Default::default(),
             pending: Default::default(),
+            chans: ChanCache::default(),
+            watch: GlobalWatch::default(),
+            threshold_ns: threshold.as_nanos() as u64,
+            stuck_reason: Vec::new(),
+            runtime_start: FxHashMap::default(),
         }
+    }
+
+    /// Census of a scan, for the global-deadlock watch; reports a program that has been stuck
+    /// for the threshold at once (stderr, and the event stream), since the runtime may kill it
+    /// as soon as its last timer is gone.
+    pub fn watch_scan(
+        &mut self,
+        scan: &Scan,
+        ctx: &Context<'_>,
+        events: &mut Option<Box<dyn Write + Send>>,
+    ) -> std::io::Result<()> {
+        if self.stuck_reason.is_empty() {
+            self.stuck_reason = ctx
+                .bin
+                .wait_reasons
+                .iter()
+                .map(|r| crate::detect::live::is_stuck_reason(r))
+                .collect();
+        }
+        let census = Census::of(scan, ctx, &self.stuck_reason, &mut self.runtime_start);
+        let now = monotonic_ns();
+        if self.watch.observe(census, now, self.threshold_ns) {
+            let p = crate::detect::patterns::GLOBAL_DEADLOCK;
+            let since = self.watch.stuck_since_ns.unwrap_or(now);
+            eprintln!(
+                "blockprobe: {} {}: all {} goroutines of the program have been blocked on \
+                 channels, selects or locks for {} ms, and none runs",
+                p.id,
+                p.slug,
+                census.user,
+                now.saturating_sub(since) / 1_000_000
+            );
+            if let Some(out) = events.as_mut() {
+                let ev = serde_json::json!({
+                    "event": "finding", "ts_ns": now, "pattern": p.id, "slug": p.slug,
+                    "severity": p.severity, "goroutines": census.user,
+                    "stuck_since_ns": since,
+                });
+                writeln!(out, "{ev}")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn tick(&mut self) {
@@ -126,6 +185,7 @@ impl ScanLoop {
     ) -> std::io::Result<()> {
         let now = monotonic_ns();
         let changes = model.observe_scan(scan, now, false, |r| ctx.bin.wait_reason(r));
+        self.watch_scan(scan, ctx, events)?;
         self.stats.goroutines = scan.goroutines.len();
         self.stats.skipped += scan.skipped as u64;
         for goid in &changes.unblocked {
@@ -153,6 +213,14 @@ impl ScanLoop {
             .filter_map(|&goid| model.get(goid).map(|g| (goid, g.g_addr, sched)))
             .collect();
         let mem = ProcessMemory::new(pid);
+        for goid in &changes.blocked {
+            if let Some(g) = model.get(*goid)
+                && ctx.bin.wait_reason(g.reason) == "chan send"
+                && let Some(&c) = g.wait_chans.first()
+            {
+                self.chans.note(&mem, &ctx.bin.layout.hchan, c);
+            }
+        }
         // The GC may shrink (move) a parked goroutine's stack under the walk (src/runtime/
         // stack.go, shrinkstack, which also rewrites g.sched), so a walk counts only if g.sched
         // read the same before and after it; the others are retried at the next scan.

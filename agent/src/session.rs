@@ -120,6 +120,8 @@ pub struct SessionOptions {
     pub events: Option<Box<dyn Write + Send>>,
     /// Called once every probe is attached, before the first event is read.
     pub on_attached: Option<OnAttached>,
+    /// Which findings are known to be benign.
+    pub policy: crate::detect::allow::Policy,
 }
 
 /// The session's report, and for a spawned program how it exited.
@@ -329,6 +331,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         threshold,
         mut events,
         mut on_attached,
+        policy,
     } = opts;
     let probes = mode.probes();
     // Say what is missing before touching the target at all.
@@ -400,6 +403,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // probe's exact time wins. Goroutines blocked before attach are only found by the scan.
     let scanner = Scanner::new(&bin, pid, bias)?;
     let mut model = Model::new();
+    model.set_reason_ops(&bin.wait_reasons);
     let mut scans = ScanLoop::new(
         mode,
         if catch_up {
@@ -407,6 +411,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         } else {
             scan_interval
         },
+        threshold,
     );
     let same_program = || procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start);
     match scanner.scan() {
@@ -469,6 +474,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     if let Ok(s) = scanner.scan() && same_program() {
                         let stream = streamer(&mut events, &ctx);
                         crate::precise::take_open_parks(fd.get_ref(), &mut model, Some(&s), stream)?;
+                        scans.watch_scan(&s, &ctx, &mut events)?;
                     }
                 }
             }
@@ -515,13 +521,17 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let mut in_syscall = Vec::new();
     let mut running = Vec::new();
     let final_scan = end_reason != EndReason::TargetExited;
+    let mut last_scan = None;
     if final_scan
         && let Ok(last) = scanner.scan()
         && same_program()
     {
         match mode {
             Mode::Scan => scans.take(&last, &mut model, &ctx, pid, &mut events)?,
-            Mode::Precise | Mode::Trap => model.reconcile(&last),
+            Mode::Precise | Mode::Trap => {
+                model.reconcile(&last);
+                scans.watch_scan(&last, &ctx, &mut events)?;
+            }
         }
         // C frames only where a thread sleeps in a cgo or system call: the register iterator
         // is loaded then, and a kernel without it costs a note, not the report.
@@ -538,6 +548,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states, cgo.as_mut());
         running = summary::running(&ctx, &last, pid);
+        last_scan = Some(last);
     }
     // The scanner's caches are megabytes with 100k goroutines: gone before the report is made,
     // and the memory handed back (glibc keeps freed memory otherwise, and the report's own
@@ -601,6 +612,18 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         out.flush()?;
     }
     let found = summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
+    let findings = findings(
+        &ctx,
+        pid,
+        last_scan.as_ref(),
+        &found.goroutines,
+        (&in_syscall, &running),
+        &model,
+        &mut scans,
+        threshold_ns,
+        &policy,
+    );
+    drop(last_scan);
 
     // A spawned program: a signal ends the session but not the program (it got the same
     // Ctrl-C from the terminal, or is left running); its exit status is what `run` returns.
@@ -632,6 +655,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         threshold_ns,
         blocked: found.goroutines,
         stacks: found.stacks,
+        findings,
         runtime_goroutines_hidden: found.runtime_hidden,
         in_syscall,
         running,
@@ -644,4 +668,93 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         report,
         exit_status,
     })
+}
+
+/// The verdicts on what the session found (see `detect`), each marked allowed or not. With a
+/// final scan of the live target (`last`), the channels waited on are read (buffers, timers)
+/// and searched for references elsewhere (`detect::reach`); a target that has exited has
+/// nothing left to read, and what was still blocked at its exit stands as found.
+#[allow(clippy::too_many_arguments)]
+fn findings(
+    ctx: &Context<'_>,
+    pid: u32,
+    last: Option<&crate::scan::Scan>,
+    blocked: &[crate::report::BlockedGoroutine],
+    (in_syscall, running): (
+        &[crate::report::SyscallGoroutine],
+        &[crate::report::RunningGoroutine],
+    ),
+    model: &Model,
+    scans: &mut ScanLoop,
+    threshold_ns: u64,
+    policy: &crate::detect::allow::Policy,
+) -> Vec<crate::detect::Finding> {
+    let mut referenced = rustc_hash::FxHashSet::default();
+    let mut parties = model.parties.clone();
+    if let Some(last) = last {
+        let mem = crate::memory::ProcessMemory::new(pid);
+        // The objects waited on, and who waits on each: channels (is anyone else holding the
+        // channel?) and locks (who else holds a reference to the lock: its possible holders).
+        let mut waiters: rustc_hash::FxHashMap<u64, Vec<u64>> = Default::default();
+        let mut locks = Vec::new();
+        for g in blocked.iter().filter(|g| g.blocked_ns >= threshold_ns) {
+            let objects: Vec<u64> = match (g.wait_chans.is_empty(), g.object_kind) {
+                (false, _) => g.wait_chans.iter().map(|c| c.0).collect(),
+                (true, "chan") => vec![g.object.0],
+                (true, "mutex" | "rwmutex") => {
+                    locks.push(g.object.0);
+                    vec![g.object.0]
+                }
+                _ => continue,
+            };
+            for o in objects {
+                if waiters.len() < crate::detect::reach::MAX_CANDIDATES || waiters.contains_key(&o)
+                {
+                    waiters.entry(o).or_default().push(g.goid);
+                }
+            }
+        }
+        locks.sort_unstable();
+        locks.dedup();
+        let chans: Vec<u64> = waiters
+            .keys()
+            .filter(|o| locks.binary_search(o).is_err())
+            .copied()
+            .collect();
+        scans.chans.note_many(&mem, &ctx.bin.layout.hchan, &chans);
+        let reach = crate::detect::reach::search(&mem, ctx.bin, ctx.bias, last, &waiters, &locks);
+        tracing::debug!(refs = ?reach.refs, partial = reach.partial, "references to waited-on objects");
+        // Inferred parties: a goroutine that references a lock and does not wait on it may be
+        // holding it; one that references a channel may send or receive on it.
+        for (&obj, owners) in &reach.refs {
+            let op = if locks.binary_search(&obj).is_ok() {
+                crate::detect::graph::Op::Release
+            } else {
+                crate::detect::graph::Op::Any
+            };
+            for &goid in owners.iter().filter(|&&o| o != 0) {
+                let p = crate::detect::graph::Party { goid, op };
+                let list = parties.entry(obj).or_default();
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+        }
+        referenced = reach.referenced();
+    }
+    let input = crate::detect::Input {
+        blocked,
+        in_syscall,
+        running,
+        chans: &scans.chans.chans,
+        parties: &parties,
+        referenced: &referenced,
+        user_goroutines: scans.watch.last.user,
+        threshold_ns,
+    };
+    let mut findings = crate::detect::analyze(&input);
+    for f in &mut findings {
+        f.allowed = policy.allows(f);
+    }
+    findings
 }

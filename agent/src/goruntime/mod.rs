@@ -394,6 +394,21 @@ impl GoBinary {
             .map(|s| addr - s.vaddr + s.offset)
     }
 
+    /// Link-time (address, size) of the sections whose words the GC scans for pointers: Go's
+    /// global variables (`.data`, `.bss`; the `.noptr*` sections hold none).
+    pub fn pointer_sections(&self) -> Vec<(u64, u64)> {
+        use object::{Object, ObjectSection};
+        let Ok(file) = object::File::parse(&*self.data) else {
+            return Vec::new();
+        };
+        [".data", ".bss"]
+            .iter()
+            .filter_map(|n| file.section_by_name(n))
+            .map(|s| (s.address(), s.size()))
+            .filter(|&(a, n)| a != 0 && n != 0)
+            .collect()
+    }
+
     /// The (p_vaddr, p_offset) of each PT_LOAD segment, to compute the load bias of a PIE.
     pub fn load_segments(&self) -> Vec<(u64, u64)> {
         self.segments.iter().map(|s| (s.vaddr, s.offset)).collect()
