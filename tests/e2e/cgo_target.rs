@@ -88,6 +88,26 @@ fn run(go_minor: &str, variant: &str) {
         line("C.deadlock_on_mutex()"),
     ));
     assert_in_order(frames, &expect);
+    // BP17: both are long cgo blocks, reported where the Go code made the call.
+    for (g, needle) in [
+        (in_read, "C.block_in_read()"),
+        (in_lock, "C.deadlock_on_mutex()"),
+    ] {
+        let f = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["pattern"] == "BP17" && f["goroutines"][0] == g["goid"])
+            .unwrap_or_else(|| panic!("no BP17 for goroutine {}: {report:#}", g["goid"]));
+        let at = f["blocked_at"]["location"].as_str().unwrap();
+        assert!(at.ends_with(&format!("main.go:{}", line(needle))), "{f:#}");
+        let kernel = if needle.contains("read") {
+            "pipe_read"
+        } else {
+            "futex"
+        };
+        assert!(f["explanation"].as_str().unwrap().contains(kernel), "{f:#}");
+    }
     assert!(
         report["warnings"].as_array().unwrap().is_empty(),
         "{report:#}"

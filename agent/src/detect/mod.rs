@@ -393,15 +393,44 @@ fn long_syscalls(input: &Input<'_>) -> Vec<Finding> {
                 .find(|f| f.kind == "kernel")
                 .map(|f| f.function.clone())
                 .or_else(|| t.kernel_stack.first().map(|f| f.function.clone()));
-            let c = frames.iter().find(|f| f.kind == "c");
-            let go = frames
+            // The innermost C function of the program's own (not a shared library's), else the
+            // innermost C frame; the Go code that made the call, past cgo's generated wrappers.
+            let exe_module = frames
                 .iter()
-                .find(|f| f.kind == "go" && !f.cgo_boundary && !f.function.starts_with("runtime."));
+                .filter(|f| f.kind == "c")
+                .filter_map(|f| f.module.as_deref())
+                .find(|m| !m.contains(".so"));
+            let c = frames
+                .iter()
+                .filter(|f| f.kind == "c")
+                .find(|f| {
+                    exe_module.is_some()
+                        && f.module.as_deref() == exe_module
+                        && !f.function.starts_with("_cgo_")
+                })
+                .or_else(|| frames.iter().find(|f| f.kind == "c"));
+            let libc = frames
+                .iter()
+                .find(|f| f.kind == "c" && f.module.as_deref().is_some_and(|m| m.contains(".so")));
+            let go = frames.iter().find(|f| {
+                f.kind == "go"
+                    && !f.cgo_boundary
+                    && !f.function.starts_with("runtime.")
+                    && !f.function.contains("._Cfunc_")
+                    && !f.file.ends_with("_cgo_gotypes.go")
+            });
             let place = match (c, go) {
                 (Some(c), _) => format!(
-                    "in C function {} ({})",
+                    "in C function {}{}",
                     c.function,
-                    c.module.as_deref().unwrap_or("?")
+                    match libc {
+                        Some(l) if l.function != c.function => format!(
+                            " (in {} of {})",
+                            l.function,
+                            l.module.as_deref().unwrap_or("?")
+                        ),
+                        _ => String::new(),
+                    }
                 ),
                 (None, Some(g)) => format!("in a system call from {}", g.function),
                 _ => "in a system call or cgo call".to_string(),

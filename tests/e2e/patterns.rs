@@ -1,0 +1,465 @@
+//! The blocking-pattern detector (docs/patterns.md) under real eBPF, on the `patterns` fixture:
+//! - every detected pattern's positive case, under `blockprobe run --fail-on all`, exits 3 and
+//!   is reported with the right pattern, goroutine ids, object address, blocking line and `go`
+//!   statement line (the fixture prints ids and `%p`; the lines are found by their markers);
+//! - every negative case (`-ok`: the same work done correctly) exits 0 with no finding;
+//! - with `attach` (reference search on the live target): a lock held across a channel send
+//!   (BP15) and a lock-order inversion (BP11) are found as cycles with their chain, and a healthy
+//!   idling program (worker pool, ticker, context waiter, HTTP server with a keep-alive client)
+//!   gives no finding;
+//! - the global deadlock is reported, live, before the runtime kills the process;
+//! - every report validates against docs/report.schema.json.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use blockprobe_tests::{
+    Proc, Scratch, attach_for, blockprobe_bin, ends_with, kv, prepare, read_report, source_line,
+};
+use serde_json::Value;
+
+fn line(marker: &str) -> String {
+    format!("main.go:{}", source_line("patterns", marker))
+}
+
+/// The report validates against the documented schema.
+fn validate(report: &Value) {
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match the schema: {errors:#?}"
+    );
+}
+
+struct Ran {
+    code: Option<i32>,
+    ready: String,
+    stderr: String,
+    report: Value,
+    events: String,
+}
+
+/// `blockprobe run` on one case.
+fn run(fixture: &Path, scratch: &Scratch, case: &str, ok: bool, extra: &[&str]) -> Ran {
+    let report = scratch.path(&format!("{case}-{ok}.json"));
+    let events = scratch.path(&format!("{case}-{ok}.ndjson"));
+    let out = Command::new(blockprobe_bin())
+        .args(["run", "--threshold", "300ms", "--fail-on", "all", "--json"])
+        .arg(&report)
+        .arg("--events")
+        .arg(&events)
+        .args(extra)
+        .arg("--")
+        .arg(fixture)
+        .args(["-case", case, &format!("-ok={ok}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run blockprobe");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ready = stdout
+        .lines()
+        .find(|l| l.starts_with("ready pid="))
+        .unwrap_or_else(|| panic!("{case}: no ready line; stdout {stdout}; stderr {stderr}"))
+        .to_string();
+    let report = read_report(&report);
+    validate(&report);
+    Ran {
+        code: out.status.code(),
+        ready,
+        stderr,
+        report,
+        events: std::fs::read_to_string(&events).unwrap_or_default(),
+    }
+}
+
+fn open_findings(report: &Value) -> Vec<&Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["allowed"] != true)
+        .collect()
+}
+
+fn goids(f: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = f["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// What a positive case must report.
+struct Want {
+    case: &'static str,
+    pattern: &'static str,
+    /// Keys of the ready line holding the goroutine ids of the finding.
+    goroutines: &'static [&'static str],
+    /// Key of the ready line holding the object's address.
+    object: Option<&'static str>,
+    /// Marker of the blocking line (`// BLOCK:<x>`), and of the go statement (`// GO:<x>`).
+    block: &'static str,
+    go: Option<&'static str>,
+    /// Keys of the ready line holding the chain's goroutines, in order.
+    chain: &'static [&'static str],
+}
+
+const RUN_CASES: &[Want] = &[
+    Want {
+        case: "full",
+        pattern: "BP01",
+        goroutines: &["gsender"],
+        object: Some("chan"),
+        block: "BLOCK:full",
+        go: Some("GO:full"),
+        chain: &[],
+    },
+    Want {
+        case: "unbuffered",
+        pattern: "BP02",
+        goroutines: &["gsender"],
+        object: Some("chan"),
+        block: "BLOCK:unbuffered",
+        go: Some("GO:unbuffered"),
+        chain: &[],
+    },
+    Want {
+        case: "orphanrecv",
+        pattern: "BP03",
+        goroutines: &["greceiver"],
+        object: Some("chan"),
+        block: "BLOCK:orphanrecv",
+        go: Some("GO:orphanrecv"),
+        chain: &[],
+    },
+    Want {
+        case: "nilsend",
+        pattern: "BP04",
+        goroutines: &["gsender"],
+        object: None,
+        block: "BLOCK:nilsend",
+        go: Some("GO:nilsend"),
+        chain: &[],
+    },
+    Want {
+        case: "nilrecv",
+        pattern: "BP05",
+        goroutines: &["greceiver"],
+        object: None,
+        block: "BLOCK:nilrecv",
+        go: Some("GO:nilrecv"),
+        chain: &[],
+    },
+    Want {
+        case: "selectnone",
+        pattern: "BP06",
+        goroutines: &["gwaiter"],
+        object: None,
+        block: "BLOCK:selectnone",
+        go: Some("GO:selectnone"),
+        chain: &[],
+    },
+    Want {
+        case: "selectall",
+        pattern: "BP07",
+        goroutines: &["gwaiter"],
+        object: None,
+        block: "BLOCK:selectall",
+        go: Some("GO:selectall"),
+        chain: &[],
+    },
+    Want {
+        case: "cycle",
+        pattern: "BP09",
+        goroutines: &["g1", "g2"],
+        object: None,
+        block: "BLOCK:cycle1",
+        go: Some("GO:cycle"),
+        chain: &["g1", "g2"],
+    },
+    Want {
+        case: "cascade",
+        pattern: "BP10",
+        goroutines: &["gsource", "gstage", "gsink"],
+        object: None,
+        block: "BLOCK:cascade-source",
+        go: Some("GO:cascade-source"),
+        chain: &["gsource", "gstage", "gsink"],
+    },
+    Want {
+        case: "doublelock",
+        pattern: "BP11",
+        goroutines: &["glocker"],
+        object: Some("mutex"),
+        block: "BLOCK:doublelock",
+        go: Some("GO:doublelock"),
+        chain: &[],
+    },
+    Want {
+        case: "lockorder",
+        pattern: "BP11",
+        goroutines: &["g1", "g2"],
+        object: None,
+        block: "BLOCK:lockorder",
+        go: None,
+        chain: &[],
+    },
+    Want {
+        case: "rwrecursive",
+        pattern: "BP12",
+        goroutines: &["greader"],
+        object: Some("rwmutex"),
+        block: "BLOCK:rwrecursive",
+        go: Some("GO:rwrecursive"),
+        chain: &[],
+    },
+    Want {
+        case: "waitgroup",
+        pattern: "BP13",
+        goroutines: &["gwaiter"],
+        object: Some("wg"),
+        block: "BLOCK:waitgroup",
+        go: Some("GO:waitgroup"),
+        chain: &[],
+    },
+    Want {
+        case: "cond",
+        pattern: "BP14",
+        goroutines: &["gwaiter"],
+        object: Some("cond"),
+        block: "BLOCK:cond",
+        go: Some("GO:cond"),
+        chain: &[],
+    },
+];
+
+fn check(want: &Want, ready: &str, report: &Value) {
+    let ctx = || format!("{}: {report:#}", want.case);
+    let expected: Vec<u64> = {
+        let mut v: Vec<u64> = want
+            .goroutines
+            .iter()
+            .map(|k| kv(ready, k).parse().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let f = open_findings(report)
+        .into_iter()
+        .find(|f| f["pattern"] == want.pattern && goids(f) == expected)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} finding for goroutines {expected:?}: {}",
+                want.pattern,
+                ctx()
+            )
+        });
+    if let Some(k) = want.object {
+        assert_eq!(f["object"], kv(ready, k).as_str(), "{}", ctx());
+    }
+    assert!(
+        ends_with(&f["blocked_at"]["location"], &line(want.block)),
+        "{f:#}"
+    );
+    if let Some(g) = want.go {
+        assert!(ends_with(&f["created_by"]["location"], &line(g)), "{f:#}");
+    }
+    let chain: Vec<u64> = f["chain"]
+        .as_array()
+        .map(|c| c.iter().map(|l| l["goid"].as_u64().unwrap()).collect())
+        .unwrap_or_default();
+    let want_chain: Vec<u64> = want
+        .chain
+        .iter()
+        .map(|k| kv(ready, k).parse().unwrap())
+        .collect();
+    assert_eq!(chain, want_chain, "{f:#}");
+    assert!(!f["explanation"].as_str().unwrap_or("").is_empty());
+}
+
+fn positives_and_negatives(go_minor: &str) {
+    let Some(fixture) = prepare(go_minor, "default", "patterns") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("patterns-run-{go_minor}"));
+    for want in RUN_CASES {
+        let pos = run(&fixture, &scratch, want.case, false, &[]);
+        assert_eq!(pos.code, Some(3), "{}: {}", want.case, pos.stderr);
+        check(want, &pos.ready, &pos.report);
+
+        let neg = run(&fixture, &scratch, want.case, true, &[]);
+        assert_eq!(
+            open_findings(&neg.report).len(),
+            0,
+            "{} -ok: {:#}",
+            want.case,
+            neg.report["findings"]
+        );
+        assert_eq!(neg.code, Some(0), "{} -ok: {}", want.case, neg.stderr);
+    }
+}
+
+fn global_deadlock(go_minor: &str) {
+    let Some(fixture) = prepare(go_minor, "default", "patterns") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("patterns-gd-{go_minor}"));
+    let r = run(&fixture, &scratch, "globaldeadlock", false, &[]);
+    // The runtime kills it (exit 2) once its last timer fired; the findings fail the run.
+    assert_eq!(r.report["exit_code"], 2, "{:#}", r.report);
+    assert_eq!(r.code, Some(3));
+    // Reported live, before the runtime's own verdict: both go to the same stderr.
+    let ours = r
+        .stderr
+        .find("BP00 global-deadlock")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let theirs = r
+        .stderr
+        .find("all goroutines are asleep - deadlock!")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(ours < theirs, "{}", r.stderr);
+    let event: Value = r
+        .events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "finding" && e["pattern"] == "BP00")
+        .unwrap_or_else(|| panic!("no BP00 event: {}", r.events));
+    assert_eq!(event["goroutines"], 2);
+    let f = open_findings(&r.report)
+        .into_iter()
+        .find(|f| f["pattern"] == "BP00")
+        .unwrap_or_else(|| panic!("{:#}", r.report));
+    let mut want: Vec<u64> = ["gmain", "gworker"]
+        .iter()
+        .map(|k| kv(&r.ready, k).parse().unwrap())
+        .collect();
+    want.sort_unstable();
+    assert_eq!(goids(f), want);
+
+    let ok = run(&fixture, &scratch, "globaldeadlock", true, &[]);
+    assert_eq!(
+        open_findings(&ok.report).len(),
+        0,
+        "{:#}",
+        ok.report["findings"]
+    );
+    assert_eq!(ok.code, Some(0));
+}
+
+/// `attach` to a case held for a while; the report.
+fn attach_case(fixture: &PathBuf, scratch: &Scratch, case: &str) -> (String, Value) {
+    let mut target = Proc::spawn(Command::new(fixture).args(["-case", case, "-hold", "60s"]))
+        .expect("start patterns");
+    let ready = target
+        .expect_stdout(Duration::from_secs(20), |l| l.starts_with("ready pid="))
+        .expect("ready");
+    let report = attach_for(
+        target.pid(),
+        "800ms",
+        &scratch.path(&format!("{case}.json")),
+    );
+    validate(&report);
+    assert!(target.child.try_wait().unwrap().is_none(), "target died");
+    (ready, report)
+}
+
+fn live_graph(go_minor: &str) {
+    let Some(fixture) = prepare(go_minor, "default", "patterns") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("patterns-attach-{go_minor}"));
+    // Who holds a lock is inferred from who else references it: the producer holds mu while it
+    // sends on ch; the consumer waits for mu, and would receive from ch.
+    let (ready, report) = attach_case(&fixture, &scratch, "mixed");
+    let chain = ["gproducer", "gconsumer"];
+    let f = open_findings(&report)
+        .into_iter()
+        .find(|f| f["pattern"] == "BP15")
+        .unwrap_or_else(|| panic!("no BP15: {report:#}"));
+    let mut want: Vec<u64> = chain
+        .iter()
+        .map(|k| kv(&ready, k).parse().unwrap())
+        .collect();
+    let order = want.clone();
+    want.sort_unstable();
+    assert_eq!(goids(f), want);
+    let got: Vec<u64> = f["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["goid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{f:#}");
+    assert!(got == order || got == [order[1], order[0]], "{f:#}");
+    let objects: Vec<&str> = f["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["object"].as_str())
+        .collect();
+    assert!(objects.contains(&kv(&ready, "chan").as_str()), "{f:#}");
+    assert!(objects.contains(&kv(&ready, "mutex").as_str()), "{f:#}");
+
+    let (ready, report) = attach_case(&fixture, &scratch, "lockorder");
+    let f = open_findings(&report)
+        .into_iter()
+        .find(|f| f["pattern"] == "BP11")
+        .unwrap_or_else(|| panic!("no BP11: {report:#}"));
+    let mut want: Vec<u64> = ["g1", "g2"]
+        .iter()
+        .map(|k| kv(&ready, k).parse().unwrap())
+        .collect();
+    want.sort_unstable();
+    assert_eq!(goids(f), want);
+    assert_eq!(f["chain"].as_array().map_or(0, Vec::len), 2, "{f:#}");
+
+    // Idling correctly: nothing to report.
+    let (_, report) = attach_case(&fixture, &scratch, "healthy");
+    assert!(
+        report["blocked"].as_array().unwrap().len() >= 6,
+        "the healthy program's goroutines wait: {report:#}"
+    );
+    assert_eq!(open_findings(&report).len(), 0, "{:#}", report["findings"]);
+}
+
+#[test]
+fn go1_27_run() {
+    positives_and_negatives("1.27");
+}
+
+#[test]
+fn go1_22_run() {
+    positives_and_negatives("1.22");
+}
+
+#[test]
+fn go1_27_global_deadlock() {
+    global_deadlock("1.27");
+}
+
+#[test]
+fn go1_22_global_deadlock() {
+    global_deadlock("1.22");
+}
+
+#[test]
+fn go1_27_attach() {
+    live_graph("1.27");
+}
+
+#[test]
+fn go1_22_attach() {
+    live_graph("1.22");
+}
