@@ -401,6 +401,13 @@ impl Model {
         }
     }
 
+    /// Every goroutine parked now, in no order (cheap: no sort, no allocation).
+    pub fn blocked_unsorted(&self) -> impl Iterator<Item = &Goroutine> {
+        self.goroutines
+            .values()
+            .filter(|g| g.parked_at_ns.is_some())
+    }
+
     /// Goroutines parked for at least `min_ns` at time `now_ns`, longest first.
     pub fn blocked(&self, now_ns: u64, min_ns: u64) -> Vec<&Goroutine> {
         let mut v: Vec<_> = self

@@ -51,6 +51,9 @@ fn thread_cpu_ns() -> u64 {
     crate::procfs::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// Running goroutines sampled at most per scan (each sample reads a thread's registers).
+pub const MAX_SAMPLES_PER_SCAN: usize = 16;
+
 pub struct ScanLoop {
     mode: Mode,
     interval: Interval,
@@ -66,6 +69,12 @@ pub struct ScanLoop {
     pub chans: ChanCache,
     /// Whether the whole program is stuck, scan after scan.
     pub watch: GlobalWatch,
+    /// Blocked goroutines per site over time (leak growth).
+    pub growth: crate::detect::growth::GrowthTracker,
+    /// Running goroutines sampled scan after scan (busy selects).
+    pub busy: crate::detect::busy::BusyTracker,
+    /// Reads a thread's user registers, for the samples; None when it could not be loaded.
+    pub task_regs: Option<crate::native::taskregs::TaskRegs>,
     /// Findings are made about waits of at least this long.
     threshold_ns: u64,
     /// By wait-reason code: a wait only another goroutine can end (filled on first use).
@@ -94,10 +103,62 @@ impl ScanLoop {
             pending: Default::default(),
             chans: ChanCache::default(),
             watch: GlobalWatch::default(),
+            growth: Default::default(),
+            busy: Default::default(),
+            task_regs: None,
             threshold_ns: threshold.as_nanos() as u64,
             stuck_reason: Vec::new(),
             runtime_start: FxHashMap::default(),
         }
+    }
+
+    /// Samples the stacks of the program's running goroutines, for the busy-select tracker: the
+    /// thread's registers of its last interrupt (a timer tick at most ago), then its frame
+    /// pointers. At most [`MAX_SAMPLES_PER_SCAN`] goroutines a scan.
+    pub fn sample_running(&mut self, scan: &Scan, ctx: &Context<'_>, pid: u32, now: u64) {
+        let Some(regs) = self.task_regs.as_ref() else {
+            return;
+        };
+        let mem = ProcessMemory::new(pid);
+        let mut listed = Vec::new();
+        let mut samples: FxHashMap<u64, crate::detect::busy::Sample> = FxHashMap::default();
+        for g in &scan.goroutines {
+            let runtime = *self.runtime_start.entry(g.startpc).or_insert_with(|| {
+                ctx.bin
+                    .func_name(g.startpc.wrapping_sub(ctx.bias))
+                    .is_some_and(crate::summary::is_runtime_start_function)
+            });
+            if runtime || g.status == crate::scan::status::DEAD {
+                continue;
+            }
+            let running = g.status == crate::scan::status::RUNNING;
+            listed.push((g.goid, g.gopc, g.parent_goid, running));
+            if !running || samples.len() >= MAX_SAMPLES_PER_SCAN {
+                continue;
+            }
+            let Some(tid) = crate::threads::thread_of_g(&mem, &ctx.bin.layout, g.addr) else {
+                continue;
+            };
+            let Ok(r) = regs.read(tid) else { continue };
+            // Go code at the PC: the goroutine's own (not a signal handler, not C).
+            if ctx.bin.func_at(r.ip.wrapping_sub(ctx.bias)).is_none() {
+                continue;
+            }
+            let read16 = |bps: &[u64]| -> Vec<Option<[u64; 2]>> {
+                let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
+                unwind::read_pairs(&mem, &at)
+            };
+            let pcs = unwind::fp_walk_many(read16, &[(r.ip, r.bp)]).remove(0);
+            let frames = unwind::symbolize_stack(ctx.bin, ctx.bias, &pcs, unwind::Innermost::Exact);
+            samples.insert(
+                g.goid,
+                frames
+                    .into_iter()
+                    .map(|f| (f.function, format!("{}:{}", f.file, f.line)))
+                    .collect(),
+            );
+        }
+        self.busy.observe(now, &listed, &samples);
     }
 
     /// Census of a scan, for the global-deadlock watch; reports a program that has been stuck
@@ -186,6 +247,8 @@ impl ScanLoop {
         let now = monotonic_ns();
         let changes = model.observe_scan(scan, now, false, |r| ctx.bin.wait_reason(r));
         self.watch_scan(scan, ctx, events)?;
+        self.growth.sample(model, now);
+        self.sample_running(scan, ctx, pid, now);
         self.stats.goroutines = scan.goroutines.len();
         self.stats.skipped += scan.skipped as u64;
         for goid in &changes.unblocked {

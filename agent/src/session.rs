@@ -413,6 +413,11 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         },
         threshold,
     );
+    // Samples of running goroutines (busy selects) read thread registers with the task iterator.
+    match crate::native::taskregs::TaskRegs::load(attached.ebpf_mut()) {
+        Ok(r) => scans.task_regs = Some(r),
+        Err(e) => tracing::debug!("no thread registers, no busy-select detection: {e}"),
+    }
     let same_program = || procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start);
     match scanner.scan() {
         // Trust the scan only if the target still runs the program it was read with.
@@ -464,7 +469,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             }
             // Scan mode has no uprobe, so nothing to drain: no 100 wake-ups a second for it.
             _ = drain_tick.tick(), if mode != Mode::Scan => {
-                consume(fd.get_mut(), &mut model, &mut events, &ctx)?
+                consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
+                scans.growth.sample(&model, monotonic_ns());
             }
             _ = scans.tick(), if mode == Mode::Scan || catch_up => {
                 if mode == Mode::Scan {
@@ -475,6 +481,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                         let stream = streamer(&mut events, &ctx);
                         crate::precise::take_open_parks(fd.get_ref(), &mut model, Some(&s), stream)?;
                         scans.watch_scan(&s, &ctx, &mut events)?;
+                        scans.sample_running(&s, &ctx, pid, monotonic_ns());
                     }
                 }
             }
@@ -742,7 +749,40 @@ fn findings(
         }
         referenced = reach.referenced();
     }
+    // Growing sites, named as the report names them.
+    let growth: Vec<crate::detect::growth::GrowthSite> = scans
+        .growth
+        .growing()
+        .into_iter()
+        .map(|g| crate::detect::growth::GrowthSite {
+            location: ctx
+                .bin
+                .source_line(g.gopc.wrapping_sub(ctx.bias).wrapping_sub(1))
+                .map(crate::report::Text::from),
+            reason: crate::report::Text::from(&*ctx.bin.wait_reason(g.reason)),
+            growth: g,
+        })
+        .collect();
+    let spinning: Vec<crate::detect::busy::Spinner> = scans
+        .busy
+        .spinning()
+        .into_iter()
+        .map(|(goid, seen)| crate::detect::busy::Spinner {
+            goid,
+            site: seen
+                .site
+                .as_ref()
+                .map(|(f, l)| crate::report::BlockingSite {
+                    function: crate::report::Text::from(f.as_str()),
+                    location: crate::report::Text::from(l.as_str()),
+                }),
+            created_by: summary::creation_site(ctx, seen.gopc, seen.parent_goid),
+            seen: seen.clone(),
+        })
+        .collect();
     let input = crate::detect::Input {
+        spinning: &spinning,
+        growth: &growth,
         blocked,
         in_syscall,
         running,

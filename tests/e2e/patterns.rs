@@ -245,6 +245,41 @@ const RUN_CASES: &[Want] = &[
     },
 ];
 
+/// BP16: the leaked goroutines are one finding that keeps growing.
+fn leak_growth(fixture: &Path, scratch: &Scratch) {
+    let pos = run(fixture, scratch, "leakgrowth", false, &[]);
+    assert_eq!(pos.code, Some(3), "{}", pos.stderr);
+    let f = open_findings(&pos.report)
+        .into_iter()
+        .find(|f| f["pattern"] == "BP16")
+        .unwrap_or_else(|| panic!("no BP16: {:#}", pos.report));
+    assert!(f["count"].as_u64().unwrap() >= 5, "{f:#}");
+    assert!(
+        ends_with(&f["blocked_at"]["location"], &line("BLOCK:leakgrowth")),
+        "{f:#}"
+    );
+    assert!(
+        ends_with(&f["created_by"]["location"], &line("GO:leakgrowth")),
+        "{f:#}"
+    );
+    // Folded in: no lone finding for the same goroutines.
+    assert!(
+        open_findings(&pos.report)
+            .iter()
+            .all(|o| o["pattern"] == "BP16"),
+        "{:#}",
+        pos.report["findings"]
+    );
+    let neg = run(fixture, scratch, "leakgrowth", true, &[]);
+    assert_eq!(
+        open_findings(&neg.report).len(),
+        0,
+        "{:#}",
+        neg.report["findings"]
+    );
+    assert_eq!(neg.code, Some(0), "{}", neg.stderr);
+}
+
 fn check(want: &Want, ready: &str, report: &Value) {
     let ctx = || format!("{}: {report:#}", want.case);
     let expected: Vec<u64> = {
@@ -309,6 +344,7 @@ fn positives_and_negatives(go_minor: &str) {
         );
         assert_eq!(neg.code, Some(0), "{} -ok: {}", want.case, neg.stderr);
     }
+    leak_growth(&fixture, &scratch);
 }
 
 fn global_deadlock(go_minor: &str) {

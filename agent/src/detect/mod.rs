@@ -7,7 +7,9 @@
 //! state and the parties observed on each object), so it is tested without a process.
 
 pub mod allow;
+pub mod busy;
 pub mod graph;
+pub mod growth;
 pub mod live;
 pub mod patterns;
 pub mod reach;
@@ -47,6 +49,10 @@ pub struct Input<'a> {
     /// Channels found referenced outside the goroutines waiting on them (see [`reach`]): their
     /// waiters may still be served, so they make no lone-wait finding.
     pub referenced: &'a rustc_hash::FxHashSet<u64>,
+    /// Goroutines spinning through a select with default (sampled while running).
+    pub spinning: &'a [busy::Spinner],
+    /// Sites (a `go` statement and a wait reason) whose count of blocked goroutines kept rising.
+    pub growth: &'a [growth::GrowthSite],
     /// Goroutines of the program (runtime-internal ones left out) in the last scan, whatever
     /// their state: a global deadlock needs every one of them blocked.
     pub user_goroutines: usize,
@@ -260,8 +266,56 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
         .collect();
     let mut findings = Vec::new();
     let graph = graph::WaitGraph::build(input, &blocked);
-    let (structural, folded) = graph.findings(&blocked);
+    let (structural, mut folded) = graph.findings(&blocked);
     findings.extend(structural);
+    for site in input.growth {
+        let gs: Vec<&BlockedGoroutine> = blocked
+            .iter()
+            .filter(|g| {
+                !folded.contains(&g.goid)
+                    && g.wait_reason == site.reason
+                    && g.created_by.as_ref().and_then(|c| c.location.as_ref())
+                        == site.location.as_ref()
+            })
+            .copied()
+            .collect();
+        let Some(first) = gs.first() else { continue };
+        let pat = patterns::LEAK_GROWTH;
+        let gr = site.growth;
+        findings.push(Finding {
+            pattern: pat.id,
+            slug: pat.slug,
+            name: pat.name,
+            severity: pat.severity,
+            confidence: OBSERVED,
+            goroutines: gs.iter().map(|g| g.goid).collect(),
+            count: gs.len(),
+            object_kind: Some(first.object_kind).filter(|k| *k != "none"),
+            object: Some(first.object).filter(|o| o.0 != 0),
+            objects: Vec::new(),
+            wait_reason: Some(first.wait_reason.clone()),
+            blocked_ns: gs.iter().map(|g| g.blocked_ns).max().unwrap_or(0),
+            blocked_before_attach: gs.iter().any(|g| g.blocked_before_attach),
+            blocked_at: first.blocked_at.clone(),
+            created_by: first.created_by.clone(),
+            stack: first.stack,
+            chain: Vec::new(),
+            explanation: format!(
+                "goroutines created at {} and blocked in {} ({}) keep piling up: {} then {} over \
+                 {} ({} rises, never a fall); {} are blocked now",
+                site.location.as_deref().unwrap_or("?"),
+                first.blocked_at.as_ref().map_or("?", |b| &*b.location),
+                site.reason,
+                gr.first,
+                gr.last,
+                human(gr.span_ns),
+                gr.rises,
+                gs.len()
+            ),
+            allowed: false,
+        });
+        folded.extend(gs.iter().map(|g| g.goid));
+    }
 
     // Lone waits, grouped by (pattern, blocking site, creation site): goroutines leaked by one
     // `go` statement make one finding however many channels they wait on.
@@ -367,11 +421,50 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
     }
 
     findings.extend(long_syscalls(input));
+    findings.extend(input.spinning.iter().map(busy_select));
     if let Some(f) = global_deadlock(input, &blocked) {
         findings.insert(0, f);
     }
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.pattern.cmp(b.pattern)));
     findings
+}
+
+/// BP08: a goroutine found running scan after scan, its samples inside a non-blocking select.
+fn busy_select(s: &busy::Spinner) -> Finding {
+    let pat = patterns::BUSY_SELECT;
+    let seen = &s.seen;
+    let span = seen.last_ns.saturating_sub(seen.first_ns);
+    Finding {
+        pattern: pat.id,
+        slug: pat.slug,
+        name: pat.name,
+        severity: pat.severity,
+        confidence: INFERRED,
+        goroutines: vec![s.goid],
+        count: 1,
+        object_kind: None,
+        object: None,
+        objects: Vec::new(),
+        wait_reason: None,
+        blocked_ns: span,
+        blocked_before_attach: false,
+        blocked_at: s.site.clone(),
+        created_by: s.created_by.clone(),
+        stack: None,
+        chain: Vec::new(),
+        explanation: format!(
+            "goroutine {} was running in {} of {} scans over {}, and {} of {} samples of its \
+             stack were inside a select with default: it spins without blocking while its \
+             channels stay empty",
+            s.goid,
+            seen.running,
+            seen.scans,
+            human(span),
+            seen.in_select,
+            seen.samples
+        ),
+        allowed: false,
+    }
 }
 
 /// BP17: goroutines whose thread has slept in the kernel (a cgo call or a system call) at least

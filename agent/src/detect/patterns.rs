@@ -50,11 +50,6 @@ const fn p(
     }
 }
 
-const fn undetected(mut pat: Pattern) -> Pattern {
-    pat.detected = false;
-    pat
-}
-
 use Severity::{Error, Note, Warning};
 
 pub const GLOBAL_DEADLOCK: Pattern = p(
@@ -95,12 +90,12 @@ pub const SELECT_ALL_BLOCKED: Pattern = p(
     "select without default whose cases are all blocked",
     Warning,
 );
-pub const BUSY_SELECT: Pattern = undetected(p(
+pub const BUSY_SELECT: Pattern = p(
     "BP08",
     "busy-select",
     "select with default spinning without progress",
     Warning,
-));
+);
 pub const CHAN_CYCLE: Pattern = p(
     "BP09",
     "chan-cycle",
@@ -143,12 +138,12 @@ pub const MIXED_DEADLOCK: Pattern = p(
     "a lock holder blocked on a channel whose peer needs the lock",
     Error,
 );
-pub const LEAK_GROWTH: Pattern = undetected(p(
+pub const LEAK_GROWTH: Pattern = p(
     "BP16",
     "leak-growth",
     "goroutine leak: goroutines blocked at one site, from one go statement, keep growing",
     Warning,
-));
+);
 pub const LONG_SYSCALL: Pattern = p(
     "BP17",
     "long-syscall",

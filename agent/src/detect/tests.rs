@@ -44,6 +44,7 @@ struct Case {
     running: Vec<RunningGoroutine>,
     user: usize,
     referenced: rustc_hash::FxHashSet<u64>,
+    growth: Vec<super::growth::GrowthSite>,
 }
 
 impl Case {
@@ -56,6 +57,7 @@ impl Case {
             running: Vec::new(),
             user,
             referenced: Default::default(),
+            growth: Vec::new(),
         }
     }
     fn party(mut self, obj: u64, goid: u64, op: Op) -> Self {
@@ -80,6 +82,8 @@ impl Case {
     fn run(&self) -> Vec<Finding> {
         let referenced = self.referenced.clone();
         analyze(&Input {
+            spinning: &[],
+            growth: &self.growth,
             referenced: &referenced,
             blocked: &self.blocked,
             in_syscall: &[],
@@ -276,4 +280,33 @@ fn referenced_and_timer_channels_may_still_be_served() {
     let f = c.run();
     assert_eq!(ids(&f), ["BP03"], "{f:#?}");
     assert_eq!(f[0].goroutines, [4]);
+}
+
+#[test]
+fn a_growing_site_is_one_leak_finding() {
+    let mut c = Case::new(
+        (1..=6)
+            .map(|i| g(i, "chan receive", "chan", 0x100 * i, 20))
+            .collect(),
+    );
+    c.growth.push(super::growth::GrowthSite {
+        location: Some(Text::from("/app/main.go:5")),
+        reason: Text::from("chan receive"),
+        growth: super::growth::Growth {
+            gopc: 1,
+            reason: 2,
+            first: 1,
+            last: 6,
+            rises: 5,
+            span_ns: 2 * S,
+        },
+    });
+    let f = c.run();
+    assert_eq!(ids(&f), ["BP16"], "{f:#?}");
+    assert_eq!(f[0].count, 6);
+    assert!(
+        f[0].explanation.contains("1 then 6"),
+        "{}",
+        f[0].explanation
+    );
 }
