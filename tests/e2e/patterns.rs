@@ -470,6 +470,117 @@ fn live_graph(go_minor: &str) {
     assert_eq!(open_findings(&report).len(), 0, "{:#}", report["findings"]);
 }
 
+/// `blockprobe run -- ./pkg.test`: a `go test -c` binary, the CI use; `--allow` and `--sarif`.
+fn test_binary(go_minor: &str) {
+    let Some(fixture) = prepare(go_minor, "default", "gotestleak") else {
+        return;
+    };
+    let scratch = Scratch::new(&format!("patterns-gotest-{go_minor}"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gotestleak/leak_test.go");
+    let text = std::fs::read_to_string(&src).unwrap();
+    let line_of = |m: &str| text.lines().position(|l| l.contains(m)).unwrap() + 1;
+    let sarif = scratch.path("leak.sarif");
+    let go = |test: &str, extra: &[&str]| {
+        let report = scratch.path(&format!("{test}.json"));
+        let out = Command::new(blockprobe_bin())
+            .args(["run", "--threshold", "300ms", "--fail-on", "all", "--json"])
+            .arg(&report)
+            .args(extra)
+            .arg("--")
+            .arg(&fixture)
+            .args(["-test.run", &format!("^{test}$"), "-test.v"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let report = read_report(&report);
+        validate(&report);
+        (out, report)
+    };
+    let (out, report) = go("TestLeaks", &["--sarif", sarif.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--- PASS: TestLeaks"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leaked: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ready leaked="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let open = open_findings(&report);
+    assert_eq!(open.len(), 1, "{:#}", report["findings"]);
+    assert_eq!(
+        (open[0]["pattern"].as_str(), goids(open[0])),
+        (Some("BP03"), vec![leaked])
+    );
+    let at = format!("leak_test.go:{}", line_of("BLOCK:gotestleak"));
+    assert!(
+        ends_with(&open[0]["blocked_at"]["location"], &at),
+        "{:#}",
+        open[0]
+    );
+    let go_line = format!("leak_test.go:{}", line_of("GO:gotestleak"));
+    assert!(
+        ends_with(&open[0]["created_by"]["location"], &go_line),
+        "{:#}",
+        open[0]
+    );
+    // The testing package's own wait (t.Run for the test) is allowed by default.
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["allowed"] == true
+                && f["blocked_at"]["function"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("testing."))),
+        "{:#}",
+        report["findings"]
+    );
+    // SARIF: the finding on its source line.
+    let log: Value = serde_json::from_str(&std::fs::read_to_string(&sarif).unwrap()).unwrap();
+    let result = &log["runs"][0]["results"][0];
+    assert_eq!(result["ruleId"], "BP03");
+    let loc = &result["locations"][0]["physicalLocation"];
+    assert!(
+        ends_with(&loc["artifactLocation"]["uri"], "gotestleak/leak_test.go"),
+        "{loc:#}"
+    );
+    assert_eq!(loc["region"]["startLine"], line_of("BLOCK:gotestleak"));
+
+    // Allowed by a rule: reported, not failing.
+    let (out, report) = go("TestLeaks", &["--allow", "gotestleak\\.TestLeaks"]);
+    assert_eq!(out.status.code(), Some(0), "{:#}", report["findings"]);
+    assert!(
+        open_findings(&report).is_empty(),
+        "{:#}",
+        report["findings"]
+    );
+
+    let (out, report) = go("TestClean", &[]);
+    assert_eq!(out.status.code(), Some(0), "{:#}", report["findings"]);
+    assert!(
+        open_findings(&report).is_empty(),
+        "{:#}",
+        report["findings"]
+    );
+}
+
+#[test]
+fn go1_27_test_binary() {
+    test_binary("1.27");
+}
+
+#[test]
+fn go1_22_test_binary() {
+    test_binary("1.22");
+}
+
 #[test]
 fn go1_27_run() {
     positives_and_negatives("1.27");

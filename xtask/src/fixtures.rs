@@ -45,13 +45,17 @@ impl Variant {
     }
 }
 
-/// One fixture program: a `package main` directory.
+/// One fixture program: a `package main` directory, or a package with tests only (no `package
+/// main`, some `_test.go` files), whose test binary is built with `go test -c` (for `blockprobe
+/// run -- ./pkg.test`, the CI use).
 #[derive(Clone, Debug)]
 pub struct Fixture {
     pub name: String,
     pub dir: PathBuf,
     /// Its Go files `import "C"`: built with CGO_ENABLED=1.
     pub cgo: bool,
+    /// A test binary (`go test -c`) rather than a program.
+    pub test: bool,
 }
 
 /// One built (or up-to-date) fixture binary.
@@ -129,17 +133,24 @@ fn discover(src: &Path) -> Result<Sources> {
         }
         let mut is_main = false;
         let mut cgo = false;
-        for f in files
-            .iter()
-            .filter(|f| !f.to_string_lossy().ends_with("_test.go"))
-        {
+        let mut tests = false;
+        for f in &files {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            if f.to_string_lossy().ends_with("_test.go") {
+                tests = true;
+                continue;
+            }
             is_main |= package_name(&text) == Some("main");
             cgo |= imports_c(&text);
         }
-        if is_main {
-            fixtures.push(Fixture { name, dir, cgo });
+        if is_main || tests {
+            fixtures.push(Fixture {
+                name,
+                dir,
+                cgo,
+                test: !is_main,
+            });
         } else {
             shared_inputs.extend(all_files(&dir)?);
         }
@@ -254,7 +265,11 @@ impl Job<'_> {
             .env("GOPROXY", "off")
             .env("GO111MODULE", "on")
             .env("CGO_ENABLED", if self.fixture.cgo { "1" } else { "0" })
-            .arg("build")
+            .args(if self.fixture.test {
+                &["test", "-c"][..]
+            } else {
+                &["build"][..]
+            })
             .arg("-o")
             .arg(&self.out)
             .args(self.variant.flags())
@@ -513,6 +528,7 @@ mod tests {
                 "package main\n\n// #include <stdio.h>\nimport \"C\"\n\nfunc main() {}\n",
             ),
             ("shared", "lib.go", "package shared\n"),
+            ("withtests", "x_test.go", "package withtests\n"),
             ("_ignored", "main.go", "package main\n"),
             ("empty", "README", "nothing\n"),
         ] {
@@ -523,9 +539,16 @@ mod tests {
         let names: Vec<_> = s
             .fixtures
             .iter()
-            .map(|f| (f.name.as_str(), f.cgo))
+            .map(|f| (f.name.as_str(), f.cgo, f.test))
             .collect();
-        assert_eq!(names, [("plain", false), ("withc", true)]);
+        assert_eq!(
+            names,
+            [
+                ("plain", false, false),
+                ("withc", true, false),
+                ("withtests", false, true)
+            ]
+        );
         assert!(s.shared_inputs.contains(&d.join("go.mod")));
         assert!(s.shared_inputs.contains(&d.join("shared/lib.go")));
         std::fs::remove_dir_all(&d).unwrap();
