@@ -144,33 +144,15 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::patterns::Severity;
     use crate::report::{BlockingSite, Text};
 
     fn finding(pattern: Pattern, function: &str) -> Finding {
         Finding {
-            pattern: pattern.id,
-            slug: pattern.slug,
-            name: pattern.name,
-            severity: Severity::Warning,
-            confidence: "observed",
-            goroutines: vec![7],
-            count: 1,
-            object_kind: None,
-            object: None,
-            objects: Vec::new(),
-            wait_reason: None,
-            blocked_ns: 1,
-            blocked_before_attach: false,
             blocked_at: Some(BlockingSite {
                 function: Text::from(function),
                 location: Text::from("/x.go:1"),
             }),
-            created_by: None,
-            stack: None,
-            chain: Vec::new(),
-            explanation: String::new(),
-            allowed: false,
+            ..Finding::new(pattern, "observed", vec![7], String::new())
         }
     }
 

@@ -451,24 +451,14 @@ fn finding(
         .min()
         .unwrap_or(first.blocked_ns);
     Finding {
-        pattern: pat.id,
-        slug: pat.slug,
-        name: pat.name,
-        severity: pat.severity,
-        confidence: INFERRED,
-        goroutines: goids.to_vec(),
-        count: goids.len(),
-        object_kind: Some(first.object_kind).filter(|k| *k != "none"),
-        object: Some(first.object).filter(|o| o.0 != 0),
-        objects: Vec::new(),
-        wait_reason: Some(first.wait_reason.clone()),
-        blocked_ns: shortest,
-        blocked_before_attach: first.blocked_before_attach,
-        blocked_at: first.blocked_at.clone(),
-        created_by: first.created_by.clone(),
-        stack: first.stack,
         chain,
-        explanation: format!("{explanation} (for at least {})", human(shortest)),
-        allowed: false,
+        ..Finding::about(
+            pat,
+            INFERRED,
+            goids.to_vec(),
+            first,
+            shortest,
+            format!("{explanation} (for at least {})", human(shortest)),
+        )
     }
 }

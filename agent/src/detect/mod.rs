@@ -8,6 +8,7 @@
 
 pub mod allow;
 pub mod busy;
+pub mod gather;
 pub mod graph;
 pub mod growth;
 pub mod live;
@@ -123,6 +124,61 @@ pub struct Finding {
     /// Matched an allow rule (`--allow`, the allow file, the default allowlist): reported, but
     /// never fails a run.
     pub allowed: bool,
+}
+
+impl Finding {
+    /// A finding of `pat` about `goroutines`, everything else empty.
+    pub fn new(
+        pat: Pattern,
+        confidence: &'static str,
+        goroutines: Vec<u64>,
+        explanation: String,
+    ) -> Self {
+        Self {
+            pattern: pat.id,
+            slug: pat.slug,
+            name: pat.name,
+            severity: pat.severity,
+            confidence,
+            count: goroutines.len(),
+            goroutines,
+            object_kind: None,
+            object: None,
+            objects: Vec::new(),
+            wait_reason: None,
+            blocked_ns: 0,
+            blocked_before_attach: false,
+            blocked_at: None,
+            created_by: None,
+            stack: None,
+            chain: Vec::new(),
+            explanation,
+            allowed: false,
+        }
+    }
+
+    /// A finding of `pat` about `goroutines`, described by the wait of `first` (its object,
+    /// reason, sites and stack) and lasting `blocked_ns`.
+    pub fn about(
+        pat: Pattern,
+        confidence: &'static str,
+        goroutines: Vec<u64>,
+        first: &BlockedGoroutine,
+        blocked_ns: u64,
+        explanation: String,
+    ) -> Self {
+        Self {
+            object_kind: Some(first.object_kind).filter(|k| *k != "none"),
+            object: Some(first.object).filter(|o| o.0 != 0),
+            wait_reason: Some(first.wait_reason.clone()),
+            blocked_ns,
+            blocked_before_attach: first.blocked_before_attach,
+            blocked_at: first.blocked_at.clone(),
+            created_by: first.created_by.clone(),
+            stack: first.stack,
+            ..Self::new(pat, confidence, goroutines, explanation)
+        }
+    }
 }
 
 /// Most objects listed in one finding.
@@ -280,39 +336,30 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
             .copied()
             .collect();
         let Some(first) = gs.first() else { continue };
-        let pat = patterns::LEAK_GROWTH;
         let gr = site.growth;
+        let explanation = format!(
+            "goroutines created at {} and blocked in {} ({}) keep piling up: {} then {} over {} \
+             ({} rises, never a fall); {} are blocked now",
+            site.location.as_deref().unwrap_or("?"),
+            first.blocked_at.as_ref().map_or("?", |b| &*b.location),
+            site.reason,
+            gr.first,
+            gr.last,
+            human(gr.span_ns),
+            gr.rises,
+            gs.len()
+        );
+        let longest = gs.iter().map(|g| g.blocked_ns).max().unwrap_or(0);
         findings.push(Finding {
-            pattern: pat.id,
-            slug: pat.slug,
-            name: pat.name,
-            severity: pat.severity,
-            confidence: OBSERVED,
-            goroutines: gs.iter().map(|g| g.goid).collect(),
-            count: gs.len(),
-            object_kind: Some(first.object_kind).filter(|k| *k != "none"),
-            object: Some(first.object).filter(|o| o.0 != 0),
-            objects: Vec::new(),
-            wait_reason: Some(first.wait_reason.clone()),
-            blocked_ns: gs.iter().map(|g| g.blocked_ns).max().unwrap_or(0),
             blocked_before_attach: gs.iter().any(|g| g.blocked_before_attach),
-            blocked_at: first.blocked_at.clone(),
-            created_by: first.created_by.clone(),
-            stack: first.stack,
-            chain: Vec::new(),
-            explanation: format!(
-                "goroutines created at {} and blocked in {} ({}) keep piling up: {} then {} over \
-                 {} ({} rises, never a fall); {} are blocked now",
-                site.location.as_deref().unwrap_or("?"),
-                first.blocked_at.as_ref().map_or("?", |b| &*b.location),
-                site.reason,
-                gr.first,
-                gr.last,
-                human(gr.span_ns),
-                gr.rises,
-                gs.len()
-            ),
-            allowed: false,
+            ..Finding::about(
+                patterns::LEAK_GROWTH,
+                OBSERVED,
+                gs.iter().map(|g| g.goid).collect(),
+                first,
+                longest,
+                explanation,
+            )
         });
         folded.extend(gs.iter().map(|g| g.goid));
     }
@@ -385,38 +432,30 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
         } else {
             explain(pat, first, chan, gs.len(), objects.len())
         };
+        let explanation = format!(
+            "{what} for {}{}",
+            if longest.blocked_before_attach {
+                "more than "
+            } else {
+                ""
+            },
+            human(longest.blocked_ns)
+        );
         findings.push(Finding {
-            pattern: pat.id,
-            slug: pat.slug,
-            name: pat.name,
-            severity: pat.severity,
-            confidence,
-            goroutines: gs.iter().map(|g| g.goid).collect(),
-            count: gs.len(),
-            object_kind: Some(first.object_kind).filter(|k| *k != "none"),
-            object: Some(first.object).filter(|o| o.0 != 0),
             objects: if objects.len() > 1 {
                 objects
             } else {
                 Vec::new()
             },
-            wait_reason: Some(first.wait_reason.clone()),
-            blocked_ns: longest.blocked_ns,
             blocked_before_attach: longest.blocked_before_attach,
-            blocked_at: first.blocked_at.clone(),
-            created_by: first.created_by.clone(),
-            stack: first.stack,
-            chain: Vec::new(),
-            explanation: format!(
-                "{what} for {}{}",
-                if longest.blocked_before_attach {
-                    "more than "
-                } else {
-                    ""
-                },
-                human(longest.blocked_ns)
-            ),
-            allowed: false,
+            ..Finding::about(
+                pat,
+                confidence,
+                gs.iter().map(|g| g.goid).collect(),
+                first,
+                longest.blocked_ns,
+                explanation,
+            )
         });
     }
 
@@ -434,36 +473,22 @@ fn busy_select(s: &busy::Spinner) -> Finding {
     let pat = patterns::BUSY_SELECT;
     let seen = &s.seen;
     let span = seen.last_ns.saturating_sub(seen.first_ns);
+    let explanation = format!(
+        "goroutine {} was running in {} of {} scans over {}, and {} of {} samples of its stack \
+         were inside a select with default: it spins without blocking while its channels stay \
+         empty",
+        s.goid,
+        seen.running,
+        seen.scans,
+        human(span),
+        seen.in_select,
+        seen.samples
+    );
     Finding {
-        pattern: pat.id,
-        slug: pat.slug,
-        name: pat.name,
-        severity: pat.severity,
-        confidence: INFERRED,
-        goroutines: vec![s.goid],
-        count: 1,
-        object_kind: None,
-        object: None,
-        objects: Vec::new(),
-        wait_reason: None,
         blocked_ns: span,
-        blocked_before_attach: false,
         blocked_at: s.site.clone(),
         created_by: s.created_by.clone(),
-        stack: None,
-        chain: Vec::new(),
-        explanation: format!(
-            "goroutine {} was running in {} of {} scans over {}, and {} of {} samples of its \
-             stack were inside a select with default: it spins without blocking while its \
-             channels stay empty",
-            s.goid,
-            seen.running,
-            seen.scans,
-            human(span),
-            seen.in_select,
-            seen.samples
-        ),
-        allowed: false,
+        ..Finding::new(pat, INFERRED, vec![s.goid], explanation)
     }
 }
 
@@ -541,16 +566,6 @@ fn long_syscalls(input: &Input<'_>) -> Vec<Finding> {
                 kernel.map(|k| format!(" at {k}")).unwrap_or_default()
             );
             Some(Finding {
-                pattern: pat.id,
-                slug: pat.slug,
-                name: pat.name,
-                severity: pat.severity,
-                confidence: OBSERVED,
-                goroutines: vec![s.goid],
-                count: 1,
-                object_kind: None,
-                object: None,
-                objects: Vec::new(),
                 wait_reason: Some(Text::from("syscall")),
                 blocked_ns: t.in_state_for_ns,
                 blocked_before_attach: t.since_before_attach,
@@ -559,10 +574,7 @@ fn long_syscalls(input: &Input<'_>) -> Vec<Finding> {
                     location: Text::from(format!("{}:{}", g.file, g.line)),
                 }),
                 created_by: s.created_by.clone(),
-                stack: None,
-                chain: Vec::new(),
-                explanation,
-                allowed: false,
+                ..Finding::new(pat, OBSERVED, vec![s.goid], explanation)
             })
         })
         .collect()
@@ -590,32 +602,23 @@ fn global_deadlock(input: &Input<'_>, blocked: &[&BlockedGoroutine]) -> Option<F
         .find(|g| g.created_by.is_none())
         .copied()
         .unwrap_or(blocked[0]);
+    let explanation = format!(
+        "all {} goroutines of the program have been blocked for at least {} on channels, \
+         selects or locks, with none running and none in a system call: the whole process is \
+         stuck (the Go runtime reports this only once no timer is left either)",
+        blocked.len(),
+        human(shortest)
+    );
     Some(Finding {
-        pattern: pat.id,
-        slug: pat.slug,
-        name: pat.name,
-        severity: pat.severity,
-        confidence: OBSERVED,
-        goroutines: blocked.iter().map(|g| g.goid).collect(),
-        count: blocked.len(),
-        object_kind: None,
-        object: None,
-        objects: Vec::new(),
-        wait_reason: None,
         blocked_ns: shortest,
-        blocked_before_attach: false,
         blocked_at: main.blocked_at.clone(),
-        created_by: None,
         stack: main.stack,
-        chain: Vec::new(),
-        explanation: format!(
-            "all {} goroutines of the program have been blocked for at least {} on channels, \
-             selects or locks, with none running and none in a system call: the whole process \
-             is stuck (the Go runtime reports this only once no timer is left either)",
-            blocked.len(),
-            human(shortest)
-        ),
-        allowed: false,
+        ..Finding::new(
+            pat,
+            OBSERVED,
+            blocked.iter().map(|g| g.goid).collect(),
+            explanation,
+        )
     })
 }
 

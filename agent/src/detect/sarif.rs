@@ -124,19 +124,10 @@ mod tests {
     fn results_point_at_the_blocking_line_and_the_go_statement() {
         let p = patterns::CHAN_RECV_NO_SENDER;
         let f = Finding {
-            pattern: p.id,
-            slug: p.slug,
-            name: p.name,
-            severity: p.severity,
-            confidence: "observed",
-            goroutines: vec![7, 9],
-            count: 2,
             object_kind: Some("chan"),
             object: Some(crate::report::Hex(0xc000012345)),
-            objects: Vec::new(),
             wait_reason: Some(Text::from("chan receive")),
             blocked_ns: 2_000_000_000,
-            blocked_before_attach: false,
             blocked_at: Some(BlockingSite {
                 function: Text::from("main.worker"),
                 location: Text::from("/src/app/main.go:20"),
@@ -146,10 +137,7 @@ mod tests {
                 location: Some(Text::from("/src/app/main.go:12")),
                 parent_goid: 1,
             }),
-            stack: None,
-            chain: Vec::new(),
-            explanation: "goroutine 7 receives".into(),
-            allowed: false,
+            ..Finding::new(p, "observed", vec![7, 9], "goroutine 7 receives".into())
         };
         let log = sarif(&[f], Some("/src/app"));
         assert_eq!(log["version"], "2.1.0");
