@@ -113,6 +113,22 @@ fn run(go_minor: &str, variant: &str) {
         "{report:#}"
     );
     assert!(target.child.try_wait().unwrap().is_none(), "target died");
+    drop(target);
+
+    // The negative: the same calls done right leave nothing in C and no finding.
+    let mut target = Proc::spawn(Command::new(&fixture).arg("-ok")).expect("start cgoblock -ok");
+    target
+        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+        .expect("cgoblock -ok ready");
+    let report = attach_for(target.pid(), "300ms", &scratch.path("ok.json"));
+    assert_eq!(report["in_syscall"].as_array().map_or(0, Vec::len), 0, "{report:#}");
+    let open: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["allowed"] != true)
+        .collect();
+    assert!(open.is_empty(), "{open:#?}");
 }
 
 /// The goroutine in C started by `start`, on the thread the fixture named, with a stitched stack
