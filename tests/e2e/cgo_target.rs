@@ -121,7 +121,11 @@ fn run(go_minor: &str, variant: &str) {
         .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
         .expect("cgoblock -ok ready");
     let report = attach_for(target.pid(), "300ms", &scratch.path("ok.json"));
-    assert_eq!(report["in_syscall"].as_array().map_or(0, Vec::len), 0, "{report:#}");
+    assert_eq!(
+        report["in_syscall"].as_array().map_or(0, Vec::len),
+        0,
+        "{report:#}"
+    );
     let open: Vec<&Value> = report["findings"]
         .as_array()
         .unwrap()

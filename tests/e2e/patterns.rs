@@ -348,7 +348,12 @@ fn positives_and_negatives(go_minor: &str) {
     // BP15's positive needs a live target (who holds the lock: see `live_graph`); its negative
     // runs here with the others.
     let neg = run(&fixture, &scratch, "mixed", true, &[]);
-    assert_eq!(open_findings(&neg.report).len(), 0, "{:#}", neg.report["findings"]);
+    assert_eq!(
+        open_findings(&neg.report).len(),
+        0,
+        "{:#}",
+        neg.report["findings"]
+    );
     assert_eq!(neg.code, Some(0), "{}", neg.stderr);
 }
 

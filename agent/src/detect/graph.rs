@@ -165,9 +165,21 @@ impl WaitGraph {
                 .iter()
                 .map(|&(g, obj)| self.link(g, obj, &by_goid, true))
                 .collect();
+            // "goroutine 6 waits on mutex X, which goroutine 7 holds; goroutine 7 waits on ..."
             let words: Vec<String> = cycle
                 .iter()
-                .map(|&(g, obj)| format!("goroutine {g} waits on {}", describe(&by_goid, g, obj)))
+                .enumerate()
+                .map(|(i, &(g, obj))| {
+                    let next = cycle[(i + 1) % cycle.len()].0;
+                    let verb = match by_goid.get(&g).map(|b| chan_or_lock(b.object_kind)) {
+                        Some("lock") => "holds",
+                        _ => "would serve",
+                    };
+                    format!(
+                        "goroutine {g} waits on {}, which goroutine {next} {verb}",
+                        describe(&by_goid, g, obj)
+                    )
+                })
                 .collect();
             let first = by_goid[&cycle[0].0];
             findings.push(finding(
@@ -175,11 +187,7 @@ impl WaitGraph {
                 &scc,
                 first,
                 chain,
-                format!(
-                    "deadlock: {}, which only goroutine {} would serve",
-                    words.join(", which only "),
-                    cycle[0].0
-                ),
+                format!("deadlock cycle: {}", words.join("; ")),
                 &by_goid,
             ));
             folded.extend(scc);
