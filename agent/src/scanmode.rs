@@ -112,16 +112,31 @@ impl ScanLoop {
         }
     }
 
-    /// Samples the stacks of the program's running goroutines, for the busy-select tracker: the
-    /// thread's registers of its last interrupt (a timer tick at most ago), then its frame
-    /// pointers. At most [`MAX_SAMPLES_PER_SCAN`] goroutines a scan.
-    pub fn sample_running(&mut self, scan: &Scan, ctx: &Context<'_>, pid: u32, now: u64) {
-        let Some(regs) = self.task_regs.as_ref() else {
-            return;
-        };
-        let mem = ProcessMemory::new(pid);
-        let mut listed = Vec::new();
-        let mut samples: FxHashMap<u64, crate::detect::busy::Sample> = FxHashMap::default();
+    /// Everything a scan tells the detector beyond the model, in one pass over the goroutines:
+    /// the census of the global-deadlock watch, the growth sample, and the samples of the
+    /// running goroutines for the busy-select tracker.
+    pub fn observe_program(
+        &mut self,
+        scan: &Scan,
+        model: &Model,
+        ctx: &Context<'_>,
+        pid: u32,
+        events: &mut Option<Box<dyn Write + Send>>,
+    ) -> std::io::Result<()> {
+        if self.stuck_reason.is_empty() {
+            self.stuck_reason = ctx
+                .bin
+                .wait_reasons
+                .iter()
+                .map(|r| crate::detect::live::is_stuck_reason(r))
+                .collect();
+        }
+        let now = monotonic_ns();
+        let mut census = Census::default();
+        // (goid, gopc, parent, running, g address): running goroutines of the program, and the
+        // tracked ones still there.
+        let mut listed: Vec<(u64, u64, u64, bool, u64)> = Vec::new();
+        let tracking = !self.busy.seen.is_empty();
         for g in &scan.goroutines {
             let runtime = *self.runtime_start.entry(g.startpc).or_insert_with(|| {
                 ctx.bin
@@ -131,12 +146,47 @@ impl ScanLoop {
             if runtime || g.status == crate::scan::status::DEAD {
                 continue;
             }
+            census.user += 1;
             let running = g.status == crate::scan::status::RUNNING;
-            listed.push((g.goid, g.gopc, g.parent_goid, running));
+            if g.status == crate::scan::status::WAITING
+                && self
+                    .stuck_reason
+                    .get(g.wait_reason as usize)
+                    .copied()
+                    .unwrap_or(false)
+            {
+                census.stuck += 1;
+            }
+            if running || (tracking && self.busy.seen.contains_key(&g.goid)) {
+                listed.push((g.goid, g.gopc, g.parent_goid, running, g.addr));
+            }
+        }
+        self.watch(census, now, events)?;
+        self.growth.sample(model, now);
+        self.sample_running(&listed, ctx, pid, now);
+        Ok(())
+    }
+
+    /// Samples the stacks of the program's running goroutines, for the busy-select tracker: the
+    /// thread's registers of its last interrupt (a timer tick at most ago), then its frame
+    /// pointers. At most [`MAX_SAMPLES_PER_SCAN`] goroutines a scan.
+    fn sample_running(
+        &mut self,
+        listed: &[(u64, u64, u64, bool, u64)],
+        ctx: &Context<'_>,
+        pid: u32,
+        now: u64,
+    ) {
+        let Some(regs) = self.task_regs.as_ref() else {
+            return;
+        };
+        let mem = ProcessMemory::new(pid);
+        let mut samples: FxHashMap<u64, crate::detect::busy::Sample> = FxHashMap::default();
+        for &(goid, _, _, running, addr) in listed {
             if !running || samples.len() >= MAX_SAMPLES_PER_SCAN {
                 continue;
             }
-            let Some(tid) = crate::threads::thread_of_g(&mem, &ctx.bin.layout, g.addr) else {
+            let Some(tid) = crate::threads::thread_of_g(&mem, &ctx.bin.layout, addr) else {
                 continue;
             };
             let Ok(r) = regs.read(tid) else { continue };
@@ -151,35 +201,29 @@ impl ScanLoop {
             let pcs = unwind::fp_walk_many(read16, &[(r.ip, r.bp)]).remove(0);
             let frames = unwind::symbolize_stack(ctx.bin, ctx.bias, &pcs, unwind::Innermost::Exact);
             samples.insert(
-                g.goid,
+                goid,
                 frames
                     .into_iter()
                     .map(|f| (f.function, format!("{}:{}", f.file, f.line)))
                     .collect(),
             );
         }
+        let listed: Vec<(u64, u64, u64, bool)> = listed
+            .iter()
+            .map(|&(g, pc, p, r, _)| (g, pc, p, r))
+            .collect();
         self.busy.observe(now, &listed, &samples);
     }
 
-    /// Census of a scan, for the global-deadlock watch; reports a program that has been stuck
+    /// Folds a census into the global-deadlock watch; reports a program that has been stuck
     /// for the threshold at once (stderr, and the event stream), since the runtime may kill it
     /// as soon as its last timer is gone.
-    pub fn watch_scan(
+    fn watch(
         &mut self,
-        scan: &Scan,
-        ctx: &Context<'_>,
+        census: Census,
+        now: u64,
         events: &mut Option<Box<dyn Write + Send>>,
     ) -> std::io::Result<()> {
-        if self.stuck_reason.is_empty() {
-            self.stuck_reason = ctx
-                .bin
-                .wait_reasons
-                .iter()
-                .map(|r| crate::detect::live::is_stuck_reason(r))
-                .collect();
-        }
-        let census = Census::of(scan, ctx, &self.stuck_reason, &mut self.runtime_start);
-        let now = monotonic_ns();
         if self.watch.observe(census, now, self.threshold_ns) {
             let p = crate::detect::patterns::GLOBAL_DEADLOCK;
             let since = self.watch.stuck_since_ns.unwrap_or(now);
@@ -246,9 +290,7 @@ impl ScanLoop {
     ) -> std::io::Result<()> {
         let now = monotonic_ns();
         let changes = model.observe_scan(scan, now, false, |r| ctx.bin.wait_reason(r));
-        self.watch_scan(scan, ctx, events)?;
-        self.growth.sample(model, now);
-        self.sample_running(scan, ctx, pid, now);
+        self.observe_program(scan, model, ctx, pid, events)?;
         self.stats.goroutines = scan.goroutines.len();
         self.stats.skipped += scan.skipped as u64;
         for goid in &changes.unblocked {

@@ -480,8 +480,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     if let Ok(s) = scanner.scan() && same_program() {
                         let stream = streamer(&mut events, &ctx);
                         crate::precise::take_open_parks(fd.get_ref(), &mut model, Some(&s), stream)?;
-                        scans.watch_scan(&s, &ctx, &mut events)?;
-                        scans.sample_running(&s, &ctx, pid, monotonic_ns());
+                        scans.observe_program(&s, &model, &ctx, pid, &mut events)?;
                     }
                 }
             }
@@ -537,7 +536,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             Mode::Scan => scans.take(&last, &mut model, &ctx, pid, &mut events)?,
             Mode::Precise | Mode::Trap => {
                 model.reconcile(&last);
-                scans.watch_scan(&last, &ctx, &mut events)?;
+                scans.observe_program(&last, &model, &ctx, pid, &mut events)?;
             }
         }
         // C frames only where a thread sleeps in a cgo or system call: the register iterator
@@ -548,7 +547,15 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             .iter()
             .any(|g| g.status == crate::scan::status::SYSCALL)
         {
-            match CgoUnwinder::new(attached.ebpf_mut(), pid) {
+            let regs = match scans.task_regs.as_ref() {
+                Some(r) => r.try_clone(),
+                None => crate::native::taskregs::TaskRegs::load(attached.ebpf_mut()),
+            };
+            let cache = crate::native::modules::ModuleCache::global();
+            match regs
+                .map_err(Into::into)
+                .and_then(|r| CgoUnwinder::with_regs(r, pid, cache))
+            {
                 Ok(c) => cgo = Some(c),
                 Err(e) => warnings.push(format!("C frames of cgo calls are unavailable: {e}")),
             }

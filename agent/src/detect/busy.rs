@@ -52,8 +52,9 @@ pub struct BusyTracker {
 pub type Sample = Vec<(String, String)>;
 
 impl BusyTracker {
-    /// Folds in one scan: `listed` are the program's goroutines of the scan (goid, gopc, parent,
-    /// running), `samples` the stacks sampled from the running ones.
+    /// Folds in one scan: `listed` are the program's running goroutines and the tracked ones the
+    /// scan still lists (goid, gopc, parent, running); `samples` the stacks sampled from the
+    /// running ones. Only a goroutine seen running starts being tracked.
     pub fn observe(
         &mut self,
         now_ns: u64,
@@ -61,7 +62,7 @@ impl BusyTracker {
         samples: &FxHashMap<u64, Sample>,
     ) {
         for &(goid, gopc, parent_goid, running) in listed {
-            if self.seen.len() >= MAX_TRACKED && !self.seen.contains_key(&goid) {
+            if (!running || self.seen.len() >= MAX_TRACKED) && !self.seen.contains_key(&goid) {
                 continue;
             }
             let s = self.seen.entry(goid).or_insert_with(|| Seen {

@@ -25,7 +25,8 @@ pub fn findings(
     policy: &crate::detect::allow::Policy,
 ) -> Vec<crate::detect::Finding> {
     let mut referenced = rustc_hash::FxHashSet::default();
-    let mut parties = model.parties.clone();
+    let mut parties: rustc_hash::FxHashMap<u64, Vec<crate::detect::graph::Party>> =
+        Default::default();
     if let Some(last) = last {
         let mem = crate::memory::ProcessMemory::new(pid);
         // The objects waited on, and who waits on each: channels (is anyone else holding the
@@ -58,7 +59,11 @@ pub fn findings(
             .collect();
         scans.chans.note_many(&mem, &ctx.bin.layout.hchan, &chans);
         let reach = crate::detect::reach::search(&mem, ctx.bin, ctx.bias, last, &waiters, &locks);
-        tracing::debug!(refs = ?reach.refs, partial = reach.partial, "references to waited-on objects");
+        tracing::debug!(
+            refs = reach.refs.len(),
+            partial = reach.partial,
+            "references to waited-on objects"
+        );
         // Inferred parties: a goroutine that references a lock and does not wait on it may be
         // holding it; one that references a channel may send or receive on it.
         for (&obj, owners) in &reach.refs {
@@ -115,7 +120,8 @@ pub fn findings(
         in_syscall,
         running,
         chans: &scans.chans.chans,
-        parties: &parties,
+        parties: &model.parties,
+        inferred_parties: &parties,
         referenced: &referenced,
         user_goroutines: scans.watch.last.user,
         threshold_ns,

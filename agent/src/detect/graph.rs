@@ -117,7 +117,9 @@ impl WaitGraph {
             };
             let mut out: Vec<Edge> = Vec::new();
             for o in objects.into_iter().filter(|&o| o != 0) {
-                for p in input.parties.get(&o).into_iter().flatten() {
+                let observed = input.parties.get(&o).into_iter().flatten();
+                let inferred = input.inferred_parties.get(&o).into_iter().flatten();
+                for p in observed.chain(inferred) {
                     if p.goid != g.goid
                         && ops.contains(&p.op)
                         && states.contains_key(&p.goid)

@@ -7,8 +7,6 @@ use rustc_hash::FxHashMap;
 use super::ChanState;
 use crate::goruntime::layout::HchanLayout;
 use crate::memory::ProcessMemory;
-use crate::scan::{Scan, status};
-use crate::summary::{Context, is_runtime_start_function};
 
 /// Buffers of the channels goroutines were seen sending on, read once per channel when first
 /// seen (a send parks only on a full buffer, and `dataqsiz` never changes), so that a report
@@ -97,37 +95,6 @@ pub struct Census {
 }
 
 impl Census {
-    /// `stuck_reason[code]`: whether wait reason `code` is one only another goroutine can end.
-    /// `runtime_start`: memo of whether a start PC is the runtime's own goroutine.
-    pub fn of(
-        scan: &Scan,
-        ctx: &Context<'_>,
-        stuck_reason: &[bool],
-        runtime_start: &mut FxHashMap<u64, bool>,
-    ) -> Self {
-        let mut c = Census::default();
-        for g in &scan.goroutines {
-            let runtime = *runtime_start.entry(g.startpc).or_insert_with(|| {
-                ctx.bin
-                    .func_name(g.startpc.wrapping_sub(ctx.bias))
-                    .is_some_and(is_runtime_start_function)
-            });
-            if runtime || g.status == status::DEAD {
-                continue;
-            }
-            c.user += 1;
-            if g.status == status::WAITING
-                && stuck_reason
-                    .get(g.wait_reason as usize)
-                    .copied()
-                    .unwrap_or(false)
-            {
-                c.stuck += 1;
-            }
-        }
-        c
-    }
-
     /// Every goroutine of the program is stuck.
     pub fn all_stuck(&self) -> bool {
         self.user > 0 && self.stuck == self.user

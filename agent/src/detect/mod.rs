@@ -47,6 +47,8 @@ pub struct Input<'a> {
     /// Object address → goroutines observed operating on it (parked on it, or waking a goroutine
     /// parked on it), over the session.
     pub parties: &'a FxHashMap<u64, Vec<graph::Party>>,
+    /// More parties, inferred on the live target (references to the object, see [`reach`]).
+    pub inferred_parties: &'a FxHashMap<u64, Vec<graph::Party>>,
     /// Channels found referenced outside the goroutines waiting on them (see [`reach`]): their
     /// waiters may still be served, so they make no lone-wait finding.
     pub referenced: &'a rustc_hash::FxHashSet<u64>,

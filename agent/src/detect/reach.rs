@@ -14,9 +14,9 @@ use crate::memory::ProcessMemory;
 use crate::scan::{Scan, status};
 
 /// Most channels searched for.
-pub const MAX_CANDIDATES: usize = 16_384;
+pub const MAX_CANDIDATES: usize = 4096;
 /// Most bytes of goroutine stacks read.
-pub const STACK_BUDGET: u64 = 32 << 20;
+pub const STACK_BUDGET: u64 = 16 << 20;
 /// Most objects followed from the stacks and globals, the bytes read of each, and how many
 /// pointers deep.
 pub const OBJECT_BUDGET: usize = 32_768;
@@ -78,41 +78,49 @@ pub fn search(
         .into_iter()
         .map(|(a, n)| (a.wrapping_add(bias), n, 0))
         .collect();
-    let live: Vec<&crate::scan::ScannedG> = scan
-        .goroutines
-        .iter()
-        .filter(|g| {
-            matches!(
-                g.status,
-                status::WAITING | status::RUNNABLE | status::SYSCALL
-            )
-        })
-        .collect();
-    let at: Vec<(u64, [u32; 2])> = live
-        .iter()
-        .map(|g| {
-            let sp = if g.status == status::SYSCALL {
-                l.syscallsp
-            } else {
-                l.sched_sp
-            };
-            (g.addr, [sp, l.stack_hi])
-        })
-        .collect();
+    // Stacks, in chunks, until the budget is spent: with 100k goroutines only the first few
+    // thousand stacks are read, and only their bounds are held.
     let mut budget = STACK_BUDGET;
-    for (g, pair) in live.iter().zip(crate::unwind::read_pairs(mem, &at)) {
-        match pair {
-            Some([sp, hi]) if sp != 0 && hi > sp && hi - sp <= 1 << 30 => {
-                let len = hi - sp;
-                if len > budget {
-                    reach.partial = true;
-                    continue;
+    let live = scan.goroutines.iter().filter(|g| {
+        matches!(
+            g.status,
+            status::WAITING | status::RUNNABLE | status::SYSCALL
+        )
+    });
+    let mut chunk: Vec<&crate::scan::ScannedG> = Vec::with_capacity(1024);
+    let mut live = live.peekable();
+    while budget > 0 && live.peek().is_some() {
+        chunk.clear();
+        chunk.extend(live.by_ref().take(1024));
+        let at: Vec<(u64, [u32; 2])> = chunk
+            .iter()
+            .map(|g| {
+                let sp = if g.status == status::SYSCALL {
+                    l.syscallsp
+                } else {
+                    l.sched_sp
+                };
+                (g.addr, [sp, l.stack_hi])
+            })
+            .collect();
+        for (g, pair) in chunk.iter().zip(crate::unwind::read_pairs(mem, &at)) {
+            match pair {
+                Some([sp, hi]) if sp != 0 && hi > sp && hi - sp <= 1 << 30 => {
+                    let len = hi - sp;
+                    if len > budget {
+                        budget = 0;
+                        reach.partial = true;
+                        break;
+                    }
+                    budget -= len;
+                    regions.push((sp, len, g.goid));
                 }
-                budget -= len;
-                regions.push((sp, len, g.goid));
+                _ => reach.partial = true,
             }
-            _ => reach.partial = true,
         }
+    }
+    if live.peek().is_some() {
+        reach.partial = true;
     }
     // (word, owner, levels left) to follow. Globals count only by their own words: the
     // runtime's (allgs → g → g.sched.ctxt → the goroutine's closure) would otherwise lead to
@@ -121,12 +129,13 @@ pub fn search(
     // Never followed: the runtime's own objects that link goroutines to what they wait on (a
     // g, its sudogs, and the channels themselves), which would make every waiter reference its
     // neighbours'.
-    let runtime_objects: FxHashSet<u64> = scan
+    let mut runtime_objects: Vec<u64> = scan
         .goroutines
         .iter()
         .flat_map(|g| [g.addr, g.waiting])
         .filter(|&a| a != 0)
         .collect();
+    runtime_objects.sort_unstable();
     // By (pointer, owner): an object reached first from a waiter's own stack must still count
     // when another goroutine reaches it too.
     let mut seen_ptr: FxHashSet<(u64, u64)> = FxHashSet::default();
@@ -149,7 +158,7 @@ pub fn search(
         }
         if !candidates.contains_key(&word)
             && lock.is_none()
-            && !runtime_objects.contains(&word)
+            && runtime_objects.binary_search(&word).is_err()
             && levels > 0
             && word >= 0x1000
             && word.is_multiple_of(8)
@@ -161,7 +170,7 @@ pub fn search(
             }
         }
     };
-    for chunk in regions.chunks(256) {
+    for chunk in regions.chunks(64) {
         let mut bufs: Vec<Vec<u8>> = chunk
             .iter()
             .map(|&(_, n, _)| vec![0u8; n as usize])

@@ -90,6 +90,7 @@ impl Case {
             running: &self.running,
             chans: &self.chans,
             parties: &self.parties,
+            inferred_parties: &FxHashMap::default(),
             user_goroutines: self.user,
             threshold_ns: S,
         })

@@ -147,7 +147,11 @@ impl CgoUnwinder {
 
     /// [`CgoUnwinder::new`] with modules from `cache`.
     pub fn with_cache(ebpf: &mut Ebpf, pid: u32, cache: &ModuleCache) -> Result<Self, StitchError> {
-        let regs = TaskRegs::load(ebpf)?;
+        Self::with_regs(TaskRegs::load(ebpf)?, pid, cache)
+    }
+
+    /// With the register iterator already loaded.
+    pub fn with_regs(regs: TaskRegs, pid: u32, cache: &ModuleCache) -> Result<Self, StitchError> {
         let placed = placed_modules(pid, cache)?;
         Ok(Self {
             regs,

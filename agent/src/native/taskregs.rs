@@ -105,6 +105,17 @@ impl TaskRegs {
         Ok(Self { prog: fd })
     }
 
+    /// Another handle on the same loaded program (loading it again would parse the kernel's BTF
+    /// again: tens of megabytes for a moment).
+    pub fn try_clone(&self) -> Result<Self, TaskRegsError> {
+        Ok(Self {
+            prog: self
+                .prog
+                .try_clone()
+                .map_err(|e| TaskRegsError::Load(e.to_string()))?,
+        })
+    }
+
     /// The user registers the kernel saved when thread `tid` last entered it. They are the
     /// thread's current registers only while it stays in the kernel: see [`snapshot`].
     pub fn read(&self, tid: u32) -> Result<UserRegs, TaskRegsError> {
