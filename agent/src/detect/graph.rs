@@ -96,19 +96,28 @@ impl WaitGraph {
         for s in input.in_syscall {
             states.insert(s.goid, State::Syscall);
         }
-        for g in blocked {
-            let s = if super::classify(g, input.chans).is_some() {
-                State::Blocked
-            } else {
-                State::Idle
-            };
-            states.insert(g.goid, s);
+        // Only goroutines that were seen as a party of some object can be an edge's target;
+        // the rest need no state (100k lone waiters make no graph).
+        let parties: FxHashSet<u64> = input
+            .parties
+            .values()
+            .chain(input.inferred_parties.values())
+            .flatten()
+            .map(|p| p.goid)
+            .collect();
+        let stuck = |g: &BlockedGoroutine| super::classify(g, input.chans).is_some();
+        for g in blocked.iter().filter(|g| parties.contains(&g.goid)) {
+            states.insert(
+                g.goid,
+                if stuck(g) {
+                    State::Blocked
+                } else {
+                    State::Idle
+                },
+            );
         }
         let mut edges: FxHashMap<u64, Vec<Edge>> = FxHashMap::default();
-        for g in blocked
-            .iter()
-            .filter(|g| states.get(&g.goid) == Some(&State::Blocked))
-        {
+        for g in blocked.iter().filter(|g| stuck(g)) {
             let ops = serving_ops(&g.wait_reason, g.object_kind);
             let objects: Vec<u64> = if g.wait_chans.is_empty() {
                 vec![g.object.0]
@@ -133,6 +142,7 @@ impl WaitGraph {
                 }
             }
             if !out.is_empty() {
+                states.insert(g.goid, State::Blocked);
                 edges.insert(g.goid, out);
             }
         }
@@ -146,8 +156,18 @@ impl WaitGraph {
     /// Cycles and cascades as findings, and the goroutines they fold in (which then get no
     /// lone-wait finding of their own).
     pub fn findings(&self, blocked: &[&BlockedGoroutine]) -> (Vec<Finding>, FxHashSet<u64>) {
-        let by_goid: FxHashMap<u64, &BlockedGoroutine> =
-            blocked.iter().map(|g| (g.goid, *g)).collect();
+        // Only goroutines on an edge can be in a cycle or a chain: with 100k lone waiters the
+        // graph stays as small as its edges.
+        let on_edges: FxHashSet<u64> = self
+            .edges
+            .iter()
+            .flat_map(|(&g, es)| std::iter::once(g).chain(es.iter().map(|e| e.to)))
+            .collect();
+        let by_goid: FxHashMap<u64, &BlockedGoroutine> = blocked
+            .iter()
+            .filter(|g| on_edges.contains(&g.goid))
+            .map(|g| (g.goid, *g))
+            .collect();
         let mut findings = Vec::new();
         let mut folded = FxHashSet::default();
 
@@ -197,11 +217,14 @@ impl WaitGraph {
 
         // Cascades: goroutines waiting, through one or more others, on one root.
         let mut behind: FxHashMap<u64, Vec<u64>> = FxHashMap::default();
-        for g in blocked
-            .iter()
-            .map(|g| g.goid)
+        let mut starts: Vec<u64> = self
+            .edges
+            .keys()
+            .copied()
             .filter(|g| !folded.contains(g))
-        {
+            .collect();
+        starts.sort_unstable();
+        for g in starts {
             // A root blocks: it is stuck itself, or asleep in a system call. A goroutine that
             // runs, or waits for a timer or I/O, may yet serve the chain.
             if let Some(root) = self.root_of(g, &folded)
