@@ -626,13 +626,21 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         out.flush()?;
     }
     let found = summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
+    // The model's goroutines are in `found` now: only its counts and parties are still needed,
+    // and with 100k goroutines it is tens of megabytes the detector need not sit on top of.
+    let (events_received, goroutines_seen) = (model.events, model.len());
+    let parties = std::mem::take(&mut model.parties);
+    drop(model);
+    drop(stacks);
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     let findings = crate::detect::gather::findings(
         &ctx,
         pid,
         last_scan.as_ref(),
         &found.goroutines,
         (&in_syscall, &running),
-        &model,
+        &parties,
         &mut scans,
         threshold_ns,
         &policy,
@@ -663,9 +671,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         wait_histograms,
         duration_ns: started.elapsed().as_nanos() as u64,
         end_reason,
-        events_received: model.events,
+        events_received,
         events_lost: lost,
-        goroutines_seen: model.len(),
+        goroutines_seen,
         threshold_ns,
         blocked: found.goroutines,
         stacks: found.stacks,

@@ -1,7 +1,6 @@
 //! What a session hands the detector: the report's goroutines, plus what only the live target
 //! and the session's own trackers know (channel buffers, references, parties, growth, spinners).
 
-use crate::model::Model;
 use crate::scanmode::ScanLoop;
 use crate::summary::Context;
 
@@ -19,7 +18,7 @@ pub fn findings(
         &[crate::report::SyscallGoroutine],
         &[crate::report::RunningGoroutine],
     ),
-    model: &Model,
+    observed_parties: &rustc_hash::FxHashMap<u64, Vec<crate::detect::graph::Party>>,
     scans: &mut ScanLoop,
     threshold_ns: u64,
     policy: &crate::detect::allow::Policy,
@@ -120,7 +119,7 @@ pub fn findings(
         in_syscall,
         running,
         chans: &scans.chans.chans,
-        parties: &model.parties,
+        parties: observed_parties,
         inferred_parties: &parties,
         referenced: &referenced,
         user_goroutines: scans.watch.last.user,
