@@ -43,7 +43,7 @@ pub struct Goroutine {
     /// The goroutine that created it (from the scan), 0 if unknown.
     pub parent_goid: u64,
     /// Channels it waits on, from its sudogs (`g.waiting`; a select waits on several).
-    pub wait_chans: Vec<u64>,
+    pub wait_chans: crate::scan::Chans,
     /// How many sudogs `g.waiting` had at the park (a big select may have more than we copy).
     pub n_wait_chans: u32,
     /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number; 0 = a
@@ -164,15 +164,17 @@ fn complement(op: Op) -> Op {
 
 /// The objects a goroutine's current wait is on: its channels, or its sync primitive (the
 /// primitive's address, as reports name it: see goruntime::syncobj).
-fn wait_objects(g: &Goroutine) -> Vec<u64> {
+fn wait_objects(g: &Goroutine) -> crate::scan::Chans {
     if !g.wait_chans.is_empty() {
         return g.wait_chans.clone();
     }
     match g.sema {
         Some((addr, kind)) if kind != 0 => probes_ebpf::SemaKind::try_from(kind)
-            .map(|k| vec![addr.wrapping_sub(crate::goruntime::syncobj::field_offset(k))])
+            .map(|k| {
+                smallvec::smallvec![addr.wrapping_sub(crate::goruntime::syncobj::field_offset(k))]
+            })
             .unwrap_or_default(),
-        _ => Vec::new(),
+        _ => crate::scan::Chans::new(),
     }
 }
 
@@ -487,7 +489,7 @@ mod tests {
         p.gopc = 0x401000;
         m.apply(&p);
         let g = m.get(9).unwrap();
-        assert_eq!(g.wait_chans, vec![0xa0, 0xb0, 0xc0]);
+        assert_eq!(&g.wait_chans[..], [0xa0, 0xb0, 0xc0]);
         assert_eq!(g.gopc, 0x401000);
         assert_eq!(g.sema, None);
 
@@ -530,7 +532,7 @@ mod tests {
             parent_goid: 1,
             gopc: 0x401000,
             startpc: 0x402000,
-            wait_chans: vec![chan],
+            wait_chans: smallvec::smallvec![chan],
             sema_addr: None,
         }
     }
@@ -559,7 +561,7 @@ mod tests {
         // Blocked since the first scan that saw it, before the attach, found by a scan.
         assert_eq!(g.parked_at_ns, Some(1_000));
         assert!(g.parked_before_attach && g.observed_by_scan);
-        assert_eq!(g.wait_chans, vec![0xa0]);
+        assert_eq!(&g.wait_chans[..], [0xa0]);
         // A third identical scan changes nothing.
         let c = m.observe_scan(&s, 3_000, false, name);
         assert_eq!(c, ScanChanges::default());

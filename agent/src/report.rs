@@ -45,7 +45,7 @@ pub struct BlockedGoroutine {
     /// Blocked already when blockprobe attached: `blocked_ns` is then a lower bound.
     pub blocked_before_attach: bool,
     /// Every channel it waits on (a select waits on several), from its sudogs.
-    pub wait_chans: Vec<Hex>,
+    pub wait_chans: smallvec::SmallVec<[Hex; 1]>,
     /// Where the `go` statement that created it is.
     pub created_by: Option<CreationSite>,
     /// Its start function.
@@ -499,7 +499,7 @@ mod tests {
                 parked_in: "runtime.chansend".into(),
                 tid: 99,
                 blocked_before_attach: false,
-                wait_chans: vec![Hex(0xc000020060)],
+                wait_chans: smallvec::smallvec![Hex(0xc000020060)],
                 created_by: Some(CreationSite {
                     function: "main.main".into(),
                     location: Some("/src/demo/main.go:12".into()),

@@ -71,6 +71,10 @@ pub enum ScanError {
     Corrupt(u64),
 }
 
+/// The channels of one wait: one for a send or a receive, kept inline (no heap allocation per
+/// goroutine); a select's spill to the heap.
+pub type Chans = smallvec::SmallVec<[u64; 1]>;
+
 /// One goroutine as read from memory.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ScannedG {
@@ -93,7 +97,7 @@ pub struct ScannedG {
     pub startpc: u64,
     /// Channels it waits on, from `g.waiting` → `sudog.c` along `waitlink` (for select: every
     /// case's channel).
-    pub wait_chans: Vec<u64>,
+    pub wait_chans: Chans,
     /// For a goroutine queued on a runtime semaphore (Mutex, RWMutex, WaitGroup waits): the
     /// semaphore's address, from the semaphore table (see `Scanner::sema_waiters`).
     pub sema_addr: Option<u64>,
@@ -276,7 +280,7 @@ impl<'a> Scanner<'a> {
                 let wait_reason = rec[(l.waitreason - self.base) as usize] as u32;
                 let waiting = u64_at(l.waiting);
                 let tracking_seq = rec[(l.tracking_seq - self.base) as usize];
-                let mut wait_chans = Vec::new();
+                let mut wait_chans = Chans::new();
                 if status == status::WAITING && waiting != 0 {
                     match last_chans[slot].take() {
                         Some(c)
@@ -284,7 +288,7 @@ impl<'a> Scanner<'a> {
                                 && c.waiting == waiting
                                 && c.tracking_seq == tracking_seq =>
                         {
-                            wait_chans = vec![c.chan];
+                            wait_chans = smallvec::smallvec![c.chan];
                         }
                         _ => sudogs.push((scan.goroutines.len(), waiting)),
                     }

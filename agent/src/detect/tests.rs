@@ -18,9 +18,9 @@ fn g(goid: u64, reason: &str, kind: &'static str, object: u64, line: u32) -> Blo
         tid: 0,
         blocked_before_attach: false,
         wait_chans: if kind == "chan" || kind == "select" {
-            vec![Hex(object)]
+            smallvec::smallvec![Hex(object)]
         } else {
-            Vec::new()
+            Default::default()
         },
         created_by: Some(CreationSite {
             function: Text::from("main.main"),
@@ -266,7 +266,7 @@ fn referenced_and_timer_channels_may_still_be_served() {
         g(3, "select", "select", 0xc3, 40),     // a select over a referenced channel
         g(4, "chan receive", "chan", 0xc4, 50), // an orphan
     ]);
-    c.blocked[2].wait_chans = vec![Hex(0xc5), Hex(0xc3)];
+    c.blocked[2].wait_chans = smallvec::smallvec![Hex(0xc5), Hex(0xc3)];
     c.referenced.insert(0xc1);
     c.referenced.insert(0xc3);
     c.chans.insert(
