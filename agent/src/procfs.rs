@@ -81,12 +81,18 @@ pub fn maps(pid: u32) -> Result<Vec<Mapping>, ProcError> {
 /// The load bias of the main executable: runtime address = link-time vaddr + bias.
 /// `segments` are the executable's PT_LOAD (p_vaddr, p_offset) pairs. 0 for non-PIE binaries.
 pub fn load_bias(maps: &[Mapping], exe: &str, segments: &[(u64, u64)]) -> Option<u64> {
-    maps.iter().filter(|m| m.path == exe).find_map(|m| {
-        segments
-            .iter()
-            .find(|(_, off)| off & !0xfff == m.offset)
-            .map(|(vaddr, _)| m.start.wrapping_sub(vaddr & !0xfff))
-    })
+    maps.iter()
+        .filter(|m| m.path == exe)
+        .find_map(|m| mapping_bias(m, segments))
+}
+
+/// The load bias of one mapping of an ELF file whose PT_LOAD segments are `segments`
+/// ((p_vaddr, p_offset) pairs): the mapping's file offset names the segment it maps.
+pub fn mapping_bias(m: &Mapping, segments: &[(u64, u64)]) -> Option<u64> {
+    segments
+        .iter()
+        .find(|(_, off)| off & !0xfff == m.offset)
+        .map(|(vaddr, _)| m.start.wrapping_sub(vaddr & !0xfff))
 }
 
 /// Whether the process exists and is not a zombie.

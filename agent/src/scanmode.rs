@@ -194,11 +194,7 @@ impl ScanLoop {
             if ctx.bin.func_at(r.ip.wrapping_sub(ctx.bias)).is_none() {
                 continue;
             }
-            let read16 = |bps: &[u64]| -> Vec<Option<[u64; 2]>> {
-                let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
-                unwind::read_pairs(&mem, &at)
-            };
-            let pcs = unwind::fp_walk_many(read16, &[(r.ip, r.bp)]).remove(0);
+            let pcs = unwind::fp_walk(&mem, r.ip, r.bp);
             let frames = unwind::symbolize_stack(ctx.bin, ctx.bias, &pcs, unwind::Innermost::Exact);
             samples.insert(
                 goid,

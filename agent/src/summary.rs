@@ -190,7 +190,7 @@ pub fn creation_site(ctx: &Context<'_>, gopc: u64, parent_goid: u64) -> Option<C
 }
 
 /// The function and `file:line` of the `go` statement at `gopc` (runtime address).
-fn go_statement(ctx: &Context<'_>, gopc: u64) -> Option<(Text, Option<Text>)> {
+pub fn go_statement(ctx: &Context<'_>, gopc: u64) -> Option<(Text, Option<Text>)> {
     let gopc = gopc.wrapping_sub(ctx.bias);
     ctx.bin.func_name(gopc).map(|f| {
         (

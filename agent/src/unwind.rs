@@ -65,11 +65,22 @@ pub fn walk_from_gs(
         .zip(read_pairs(&saved))
         .filter_map(|(&(key, _, _), w)| w.map(|[pc, bp]| (key, (pc, bp))))
         .unzip();
-    let frame = |bps: &[u64]| -> Vec<Option<[u64; 2]>> {
-        let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
-        read_pairs(&at)
-    };
+    let frame = |bps: &[u64]| read_frames(mem, bps);
     keys.into_iter().zip(fp_walk_many(frame, &starts)).collect()
+}
+
+/// The frame records at each BP of a live process: [BP] (the caller's BP) and [BP+8] (the
+/// return address); None where the read faults.
+pub fn read_frames(mem: &ProcessMemory, bps: &[u64]) -> Vec<Option<[u64; 2]>> {
+    let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
+    read_pairs(mem, &at)
+}
+
+/// One stack of a live process, walked by frame pointers from (pc, bp): see [`fp_walk_many`].
+pub fn fp_walk(mem: &ProcessMemory, pc: u64, bp: u64) -> Vec<u64> {
+    fp_walk_many(|bps: &[u64]| read_frames(mem, bps), &[(pc, bp)])
+        .pop()
+        .unwrap_or_default()
 }
 
 /// A stack's PCs, shared: 100k goroutines parked at one site hold one copy.

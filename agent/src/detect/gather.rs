@@ -87,10 +87,7 @@ pub fn findings(
         .growing()
         .into_iter()
         .map(|g| crate::detect::growth::GrowthSite {
-            location: ctx
-                .bin
-                .source_line(g.gopc.wrapping_sub(ctx.bias).wrapping_sub(1))
-                .map(crate::report::Text::from),
+            location: crate::summary::go_statement(ctx, g.gopc).and_then(|(_, loc)| loc),
             reason: crate::report::Text::from(&*ctx.bin.wait_reason(g.reason)),
             growth: g,
         })

@@ -50,13 +50,7 @@ impl ChanCache {
 
     /// Reads `runtime.hchan` of `chan` (qcount, dataqsiz, closed, timer) unless already known.
     pub fn note(&mut self, mem: &ProcessMemory, layout: &HchanLayout, chan: u64) {
-        if chan == 0 || self.chans.contains_key(&chan) || self.chans.len() >= MAX_CHANS {
-            return;
-        }
-        let read = |off: u32| mem.read_u64(chan.wrapping_add(u64::from(off))).ok();
-        if let Some(state) = chan_state(layout, read) {
-            self.chans.insert(chan, state);
-        }
+        self.note_many(mem, layout, &[chan]);
     }
 }
 

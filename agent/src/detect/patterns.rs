@@ -31,8 +31,6 @@ pub struct Pattern {
     pub slug: &'static str,
     pub name: &'static str,
     pub severity: Severity,
-    /// Whether this version reports it.
-    pub detected: bool,
 }
 
 const fn p(
@@ -46,7 +44,6 @@ const fn p(
         slug,
         name,
         severity,
-        detected: true,
     }
 }
 

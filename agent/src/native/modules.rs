@@ -77,11 +77,7 @@ impl ElfModule {
             path: path.to_string(),
             source,
         })?;
-        let build_id = file
-            .build_id()
-            .ok()
-            .flatten()
-            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+        let build_id = build_id_hex(&file);
         let segments = file
             .segments()
             .map(|s| (s.address(), s.file_range().0))
@@ -141,10 +137,7 @@ impl ElfModule {
     /// The load bias of a mapping of this file: runtime address = link-time address + bias.
     /// The mapping's file offset names the PT_LOAD segment it maps.
     pub fn bias_of(&self, m: &Mapping) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|(_, off)| off & !0xfff == m.offset)
-            .map(|(vaddr, _)| m.start.wrapping_sub(vaddr & !0xfff))
+        crate::procfs::mapping_bias(m, &self.segments)
     }
 
     /// The function symbol containing a link-time address (within its size; a symbol of size 0
@@ -248,19 +241,14 @@ impl ModuleCache {
         lock(&self.by_file).insert(identity, module.clone());
         Ok(module)
     }
-
-    /// How many modules are cached.
-    pub fn len(&self) -> usize {
-        lock(&self.by_key).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn build_id_of(data: &[u8]) -> Option<String> {
-    let file = object::File::parse(data).ok()?;
+    build_id_hex(&object::File::parse(data).ok()?)
+}
+
+/// The GNU build id (`.note.gnu.build-id`), in hex.
+fn build_id_hex(file: &object::File<'_>) -> Option<String> {
     let id = file.build_id().ok()??;
     Some(id.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -81,15 +81,23 @@ impl Frame {
         }
     }
 
-    fn kernel(f: &KernelFrame) -> Self {
+    /// A native frame known by name only (no file:line).
+    fn c(function: String, module: Option<String>) -> Self {
         Self {
-            kind: "kernel",
-            function: f.function.clone(),
+            kind: "c",
+            function,
             file: String::new(),
             line: 0,
             inlined: false,
-            module: f.module.clone(),
+            module,
             cgo_boundary: false,
+        }
+    }
+
+    fn kernel(f: &KernelFrame) -> Self {
+        Self {
+            kind: "kernel",
+            ..Self::c(f.function.clone(), f.module.clone())
         }
     }
 }
@@ -140,12 +148,8 @@ pub struct CgoUnwinder {
 }
 
 impl CgoUnwinder {
-    /// Loads the register iterator into `ebpf` and the target's modules (cached by build id).
-    pub fn new(ebpf: &mut Ebpf, pid: u32) -> Result<Self, StitchError> {
-        Self::with_cache(ebpf, pid, ModuleCache::global())
-    }
-
-    /// [`CgoUnwinder::new`] with modules from `cache`.
+    /// Loads the register iterator into `ebpf` and the target's modules from `cache` (keyed by
+    /// build id).
     pub fn with_cache(ebpf: &mut Ebpf, pid: u32, cache: &ModuleCache) -> Result<Self, StitchError> {
         Self::with_regs(TaskRegs::load(ebpf)?, pid, cache)
     }
@@ -207,11 +211,7 @@ impl CgoUnwinder {
         let unwound = self.unwinder.unwind(start, &snap.stack, is_go);
         let mut frames: Vec<Frame> = kernel.iter().map(Frame::kernel).collect();
         frames.extend(symbolize_native(&self.placed, &unwound.frames));
-        let read16 = |bps: &[u64]| -> Vec<Option<[u64; 2]>> {
-            let at: Vec<(u64, [u32; 2])> = bps.iter().map(|&bp| (bp, [0, 8])).collect();
-            unwind::read_pairs(&self.mem, &at)
-        };
-        let go_walk = |pc: u64, bp: u64| unwind::fp_walk_many(read16, &[(pc, bp)]).remove(0);
+        let go_walk = |pc: u64, bp: u64| unwind::fp_walk(&self.mem, pc, bp);
         let native_end = match unwound.end {
             End::Boundary(ret) if unwound.frames.is_empty() => {
                 // Go code at the registers: a plain system call. The ip is exact.
@@ -263,38 +263,22 @@ pub fn symbolize_native(placed: &[Placed], pcs: &[u64]) -> Vec<Frame> {
     for (i, &pc) in pcs.iter().enumerate() {
         let lookup = if i == 0 { pc } else { pc.wrapping_sub(1) };
         let Some(p) = placed.iter().find(|p| p.avma.contains(&lookup)) else {
-            out.push(Frame {
-                kind: "c",
-                function: format!("?{pc:#x}"),
-                file: String::new(),
-                line: 0,
-                inlined: false,
-                module: None,
-                cgo_boundary: false,
-            });
+            out.push(Frame::c(format!("?{pc:#x}"), None));
             continue;
         };
         let link = lookup.wrapping_sub(p.bias);
         let syms = p.module.symbolize_cached(link);
         if syms.is_empty() {
-            out.push(Frame {
-                kind: "c",
-                function: format!("{}+{link:#x}", p.module.name),
-                file: String::new(),
-                line: 0,
-                inlined: false,
-                module: Some(p.module.name.clone()),
-                cgo_boundary: false,
-            });
+            out.push(Frame::c(
+                format!("{}+{link:#x}", p.module.name),
+                Some(p.module.name.clone()),
+            ));
         }
         out.extend(syms.iter().map(|s| Frame {
-            kind: "c",
-            function: s.function.to_string(),
             file: s.file.to_string(),
             line: s.line,
             inlined: s.inlined,
-            module: Some(p.module.name.clone()),
-            cgo_boundary: false,
+            ..Frame::c(s.function.to_string(), Some(p.module.name.clone()))
         }));
     }
     out
