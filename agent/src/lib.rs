@@ -10,7 +10,9 @@
 pub mod detect;
 pub mod dump;
 pub mod events;
+pub mod fuse;
 pub mod goruntime;
+pub mod gotrace;
 pub mod kallsyms;
 pub mod memory;
 pub mod model;

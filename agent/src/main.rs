@@ -10,6 +10,9 @@ use blockprobe::goruntime::{GoBinary, GoBinaryError};
 use blockprobe::probes::all_probes;
 use blockprobe::session::{self, Mode, SessionOptions, TargetSpec};
 use clap::{Parser, Subcommand};
+use cmd_trace::{TraceFetch, TraceFrom, analyze, fuse, trace_dump};
+
+mod cmd_trace;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,8 @@ enum Cmd {
         /// Write the final report as JSON to FILE (`-` for stdout) instead of text.
         #[arg(long, value_name = "FILE|-")]
         json: Option<String>,
+        #[command(flatten)]
+        trace: TraceFrom,
     },
     /// Start a Go program under the probes (attached before it runs) and report what was still
     /// blocked when it exited. Exits with the program's exit code. The program's stdin, stdout
@@ -79,6 +84,42 @@ enum Cmd {
         /// Seconds per measured phase.
         #[arg(long, default_value_t = 1.0)]
         secs: f64,
+    },
+    /// Analyze a saved Go execution trace (runtime/trace, `go test -trace`, /debug/pprof/trace):
+    /// the goroutines still blocked at its end, classified as `attach` classifies them, in the
+    /// same report. A trace has no object addresses: what needs them is said, not guessed.
+    Analyze {
+        /// The trace file (Go 1.22 or later).
+        trace: PathBuf,
+        /// Write the report as JSON to FILE (`-` for stdout) instead of text on stdout.
+        #[arg(long, value_name = "FILE|-")]
+        report: Option<String>,
+        #[command(flatten)]
+        verdicts: Verdicts,
+    },
+    /// Fuse an event stream (`attach --events`, `run --events`) with an execution trace of the
+    /// same run: each finding with the trace's history of its goroutine (creator, unblockers)
+    /// and the probes' view (object address, thread), on one clock.
+    Fuse {
+        /// The NDJSON event stream.
+        #[arg(long)]
+        events: PathBuf,
+        /// The execution trace.
+        #[arg(long)]
+        trace: PathBuf,
+        /// Write the report as JSON to FILE (`-` for stdout) instead of text on stdout.
+        #[arg(long, value_name = "FILE|-")]
+        report: Option<String>,
+        #[command(flatten)]
+        verdicts: Verdicts,
+    },
+    /// Print a Go execution trace's events as `go tool trace -d=parsed` does (tests, benches).
+    #[command(hide = true)]
+    TraceDump {
+        file: PathBuf,
+        /// Print only a JSON summary (events, bytes, generations).
+        #[arg(long)]
+        count: bool,
     },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
@@ -128,7 +169,20 @@ fn real_main() -> Result<()> {
             obs,
             events,
             json,
-        } => attach(pid, duration, obs, events, json),
+            trace,
+        } => attach(pid, duration, obs, events, json, trace),
+        Cmd::Analyze {
+            trace,
+            report,
+            verdicts,
+        } => analyze(&trace, report, verdicts),
+        Cmd::Fuse {
+            events,
+            trace,
+            report,
+            verdicts,
+        } => fuse(&events, &trace, report, verdicts),
+        Cmd::TraceDump { file, count } => trace_dump(&file, count),
         Cmd::Run {
             obs,
             events,
@@ -182,9 +236,6 @@ fn write_json(spec: &str, report: &blockprobe::report::Report) -> Result<()> {
 /// What `attach` and `run` share: how to observe, and what counts as blocked.
 #[derive(clap::Args)]
 struct Observe {
-    /// Report goroutines blocked at least this long (shorter waits are normal).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-    threshold: Duration,
     /// How to observe: `scan` reads the goroutine table every --scan-interval (no probe on
     /// any hot path; sees waits longer than the interval), `precise` adds every uprobe
     /// (exact times, short waits, who woke whom; about 1 µs per park in the target).
@@ -198,7 +249,16 @@ struct Observe {
     /// 0 streams every transition.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
+    #[command(flatten)]
+    verdicts: Verdicts,
+}
 
+/// What counts as blocked, and which findings fail the run: every command that reports.
+#[derive(clap::Args)]
+struct Verdicts {
+    /// Report goroutines blocked at least this long (shorter waits are normal).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    threshold: Duration,
     /// Exit with status 3 when findings of these patterns remain (ids such as BP03, names such
     /// as chan-recv-no-sender, comma-separated, or `all`; see docs/patterns.md). Allowed
     /// findings never count.
@@ -221,7 +281,7 @@ struct Observe {
     sarif: Option<String>,
 }
 
-impl Observe {
+impl Verdicts {
     fn policy(&self) -> Result<Policy> {
         Ok(Policy::new(
             &self.fail_on,
@@ -276,7 +336,7 @@ fn run(
         bail!("in `run` mode stdout belongs to the program: give --events/--json a file");
     }
     let (program, args) = command.split_first().context("no program given")?;
-    let policy = obs.policy()?;
+    let policy = obs.verdicts.policy()?;
     let events = events.as_deref().map(open_sink).transpose()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Spawn {
@@ -287,7 +347,7 @@ fn run(
         scan_interval: obs.scan_interval,
         min_wait: obs.min_wait,
         duration: None,
-        threshold: obs.threshold,
+        threshold: obs.verdicts.threshold,
         events,
         on_attached: Some(announcer(&obs)),
         policy: policy.clone(),
@@ -304,7 +364,7 @@ fn run(
         (None, Some(sig)) => 128 + sig,
         (None, None) => 0,
     };
-    let verdict = obs.verdict(&policy, &outcome.report)?;
+    let verdict = obs.verdicts.verdict(&policy, &outcome.report)?;
     std::process::exit(verdict.unwrap_or(code));
 }
 
@@ -337,29 +397,43 @@ fn attach(
     obs: Observe,
     events: Option<String>,
     json: Option<String>,
+    trace: TraceFrom,
 ) -> Result<()> {
     if pid == 0 {
         bail!("--pid must be a process id");
     }
-    let policy = obs.policy()?;
-    let events = events.as_deref().map(open_sink).transpose()?;
+    let policy = obs.verdicts.policy()?;
+    let fetch = TraceFetch::new(&trace, pid)?;
+    let sink = events.as_deref().map(open_sink).transpose()?;
+    let announce = announcer(&obs);
+    let start_fetch = fetch.as_ref().map(|f| f.starter());
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Pid(pid),
         mode: obs.mode,
         scan_interval: obs.scan_interval,
         min_wait: obs.min_wait,
         duration,
-        threshold: obs.threshold,
-        events,
-        on_attached: Some(announcer(&obs)),
+        threshold: obs.verdicts.threshold,
+        events: sink,
+        on_attached: Some(Box::new(move |a: &blockprobe::probes::Attached| {
+            announce(a);
+            // The trace is asked for once the probes run, so that both cover the same time.
+            if let Some(start) = start_fetch {
+                start();
+            }
+        })),
         policy: policy.clone(),
     })
     .with_context(|| format!("attaching to pid {pid}"))?;
-    match json {
-        Some(spec) => write_json(&spec, &outcome.report)?,
-        None => print_text(&outcome.report, &mut std::io::stdout().lock()),
+    let mut report = outcome.report;
+    if let Some(fetch) = fetch {
+        fetch.fuse_into(&mut report, events.as_deref());
     }
-    if let Some(code) = obs.verdict(&policy, &outcome.report)? {
+    match json {
+        Some(spec) => write_json(&spec, &report)?,
+        None => print_text(&report, &mut std::io::stdout().lock()),
+    }
+    if let Some(code) = obs.verdicts.verdict(&policy, &report)? {
         std::process::exit(code);
     }
     Ok(())

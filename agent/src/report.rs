@@ -3,8 +3,10 @@
 use serde::Serialize;
 
 /// Version of the JSON layout below; bump on any incompatible change.
-/// The report's schema (docs/report-schema.md, docs/report.schema.json): /2 added `findings`.
-pub const REPORT_SCHEMA: &str = "blockprobe.report/2";
+/// The report's schema (docs/report-schema.md, docs/report.schema.json): /2 added `findings`;
+/// /3 added reports from execution traces (`mode` "trace", `trace`, `source` "trace",
+/// `layout_source` "none") and the fused view of a finding (`fused`).
+pub const REPORT_SCHEMA: &str = "blockprobe.report/3";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
@@ -55,7 +57,8 @@ pub struct BlockedGoroutine {
     /// Its stack at the park: an index into `Report::stacks` (goroutines blocked at the same
     /// site share one entry, symbolized once).
     pub stack: Option<usize>,
-    /// Which mechanism established the block: "uprobe" (seen parking) or "scan" (goroutine table).
+    /// Which mechanism established the block: "uprobe" (seen parking), "scan" (goroutine
+    /// table) or "trace" (an execution trace).
     pub source: &'static str,
 }
 
@@ -136,6 +139,8 @@ pub enum EndReason {
     Duration,
     Signal,
     TargetExited,
+    /// A trace read to its end (`analyze`).
+    TraceEnd,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,9 +148,13 @@ pub struct Report {
     pub schema: &'static str,
     pub target: Target,
     /// How the facts were gathered: "scan" (goroutine-table scans, no per-operation probe) or
-    /// "precise" (every uprobe). Each blocked goroutine's `source` says which of the two saw
-    /// its wait.
-    pub mode: crate::session::Mode,
+    /// "precise" (every uprobe); "trace" for `blockprobe analyze` (an execution trace alone).
+    /// Each blocked goroutine's `source` says what saw its wait.
+    pub mode: &'static str,
+    /// The execution trace read (`analyze`, `fuse`, `attach --trace-from`): what it held, how
+    /// its clock was aligned with the probes'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::fuse::TraceSummary>,
     pub probes: Vec<ProbeInfo>,
     /// Scan mode: what the scans cost and saw.
     pub scan: Option<crate::scanmode::ScanStats>,
@@ -155,6 +164,9 @@ pub struct Report {
     pub wait_histograms: Vec<crate::precise::WaitHistogram>,
     pub duration_ns: u64,
     pub end_reason: EndReason,
+    /// When the report's durations were taken (`blocked_ns` and the like), CLOCK_MONOTONIC ns:
+    /// the probes' clock, which a trace is aligned with.
+    pub at_mono_ns: u64,
     pub events_received: u64,
     pub events_lost: u64,
     pub goroutines_seen: usize,
@@ -204,6 +216,14 @@ impl Report {
 
     /// [`Report::render_text`], written out as it goes (100k goroutines are megabytes of text).
     pub fn write_text(&self, out: &mut dyn std::fmt::Write) {
+        if self.mode == "trace" {
+            // A trace alone: no process, no probes, no session.
+            if let Some(tr) = &self.trace {
+                tr.write_text(out);
+            }
+            self.write_body(out);
+            return;
+        }
         let t = &self.target;
         let flags: Vec<&str> = [(t.pie, "pie"), (t.stripped, "stripped"), (t.cgo, "cgo")]
             .iter()
@@ -237,19 +257,19 @@ impl Report {
                     sc.cpu_ns_max as f64 / 1e6
                 );
             }
+            None if self.mode == "trace" => {}
             None => {
-                let _ = writeln!(
-                    out,
-                    "mode: {}, probes: {}",
-                    self.mode.name(),
-                    probes.join(" ")
-                );
+                let _ = writeln!(out, "mode: {}, probes: {}", self.mode, probes.join(" "));
             }
+        }
+        if let Some(tr) = &self.trace {
+            tr.write_text(out);
         }
         let end = match self.end_reason {
             EndReason::Duration => "duration elapsed",
             EndReason::Signal => "interrupted",
             EndReason::TargetExited => "target exited",
+            EndReason::TraceEnd => "trace ended",
         };
         let _ = writeln!(
             out,
@@ -259,6 +279,11 @@ impl Report {
             self.events_lost,
             self.goroutines_seen
         );
+        self.write_body(out);
+    }
+
+    /// Findings, blocked goroutines, syscalls and warnings: what every report has.
+    fn write_body(&self, out: &mut dyn std::fmt::Write) {
         write_findings(out, &self.findings);
         write_blocked(out, &self.blocked, self.threshold_ns);
         if !self.in_syscall.is_empty() {
@@ -357,6 +382,9 @@ pub fn write_findings(out: &mut dyn std::fmt::Write, findings: &[crate::detect::
             let more = if f.count > 10 { ", …" } else { "" };
             let _ = writeln!(out, "      goroutines: {}{more}", ids.join(", "));
         }
+        if let Some(v) = &f.fused {
+            v.write_text(out);
+        }
     }
     if !allowed.is_empty() {
         let names: Vec<String> = allowed
@@ -406,12 +434,12 @@ pub fn write_blocked(
         human_duration(threshold_ns)
     );
     for b in blocked {
-        let on = if b.object_kind == "none" {
+        let on = if b.object_kind == "none" || b.object.0 == 0 {
             String::new()
         } else {
             format!(" on {} {}", b.object_kind, b.object)
         };
-        let parked = if &*b.parked_in == "?" {
+        let parked = if matches!(&*b.parked_in, "?" | "") {
             String::new()
         } else {
             format!(" (parked in {})", b.parked_in)
@@ -466,7 +494,9 @@ mod tests {
                 cgo: false,
                 layout_source: "dwarf".into(),
             },
-            mode: crate::session::Mode::Precise,
+            mode: "precise",
+            trace: None,
+            at_mono_ns: 0,
             probes: vec![ProbeInfo {
                 symbol: "runtime.gopark".into(),
                 offset: 10,

@@ -15,28 +15,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use blockprobe_tests::{
-    Proc, Scratch, attach_for, blockprobe_bin, ends_with, kv, prepare, read_report, source_line,
+    Proc, Scratch, attach_for, blockprobe_bin, ends_with, kv, open_findings, prepare, read_report,
+    source_line,
 };
 use serde_json::Value;
 
+#[path = "schema.rs"]
+mod schema;
+use schema::validate;
+
 fn line(marker: &str) -> String {
     format!("main.go:{}", source_line("patterns", marker))
-}
-
-/// The report validates against the documented schema.
-fn validate(report: &Value) {
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("schema")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON schema");
-    let errors: Vec<String> = validator
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "report does not match the schema: {errors:#?}"
-    );
 }
 
 struct Ran {
@@ -79,15 +68,6 @@ fn run(fixture: &Path, scratch: &Scratch, case: &str, ok: bool, extra: &[&str]) 
         report,
         events: std::fs::read_to_string(&events).unwrap_or_default(),
     }
-}
-
-fn open_findings(report: &Value) -> Vec<&Value> {
-    report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["allowed"] != true)
-        .collect()
 }
 
 fn goids(f: &Value) -> Vec<u64> {

@@ -93,6 +93,11 @@ pub fn prepare(go_minor: &str, variant: &str, name: &str) -> Option<PathBuf> {
         skip_or_fail(&why);
         return None;
     }
+    prepare_fixture(go_minor, variant, name)
+}
+
+/// What a test without eBPF needs (the agent and a fixture); the fixture path, or None to skip.
+pub fn prepare_fixture(go_minor: &str, variant: &str, name: &str) -> Option<PathBuf> {
     if !blockprobe_bin().exists() {
         skip_or_fail(&format!(
             "{} is not built (run `cargo xtask test`)",
@@ -349,6 +354,16 @@ pub fn dump_demo_formed(pid: u32) -> Vec<serde_json::Value> {
 pub fn read_report(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).expect("report written");
     serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// A report's findings that no allow rule matched.
+pub fn open_findings(report: &serde_json::Value) -> Vec<&serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["allowed"] != true)
+        .collect()
 }
 
 /// The value of `key=` in a whitespace-separated line, e.g. `kv("ready pid=7", "pid")`.

@@ -22,6 +22,7 @@ mod stacks;
 mod stats;
 mod summary;
 mod targets;
+mod trace;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +36,7 @@ use self::stacks::{STACKS_FIXTURE, STACKS_WORKLOAD, run_stacks};
 use self::stats::OpsLine;
 use crate::fixtures::{self, Variant};
 use crate::setup::{self, GoWanted};
-use crate::util::{self, cargo};
+use crate::util;
 
 /// `cargo xtask bench` options.
 #[derive(clap::Args, Clone, Debug)]
@@ -59,6 +60,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "100ms")]
     pub scan_interval: String,
     /// Run only these workloads (pingpong, mutexpool, http, goroutines, stacks); repeatable.
+    /// `--only trace`, on its own, runs the Go trace reader bench instead (blockprobe
+    /// trace-dump against go tool trace on 10 MB and 200 MB traces; see bench/trace.rs).
     #[arg(long, value_name = "WORKLOAD")]
     pub only: Vec<String>,
     /// Measure this blockprobe binary instead of building target/release/blockprobe.
@@ -426,6 +429,12 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         c.arg("xtask").args(std::env::args_os().skip(1));
         util::display(&c)
     };
+    if args.only.iter().any(|o| o == trace::TRACE_WORKLOAD) {
+        if args.only.len() > 1 {
+            bail!("--only {}: run it on its own", trace::TRACE_WORKLOAD);
+        }
+        return trace::bench(root, args, &command);
+    }
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 });
     let secs = args.secs.unwrap_or(if args.quick { 2.0 } else { 3.0 });
     if !(0.2..=600.0).contains(&secs) {
@@ -478,21 +487,8 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
             a
         }
         None => {
-            println!("\n==> building blockprobe (release)");
             let t = Instant::now();
-            util::run(setup.with_bpf_linker(cargo().args([
-                "build",
-                "--release",
-                "-p",
-                "blockprobe",
-            ])))
-            .context(
-                "building blockprobe failed; if the eBPF build failed, run `cargo xtask setup`",
-            )?;
-            let agent = root.join("target/release/blockprobe");
-            if !agent.is_file() {
-                bail!("{} is missing after the build", agent.display());
-            }
+            let agent = setup.build_agent()?;
             timings.push(("build", t.elapsed().as_secs_f64()));
             agent
         }
@@ -654,9 +650,7 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         doc["stacks"] = json!({ "result": s.result, "error": s.error });
     }
     let results = out_dir.join("results.json");
-    std::fs::write(&results, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("writing {}", results.display()))?;
-    println!("bench: wrote {}", results.display());
+    write_results(&results, &doc)?;
     let _ = std::fs::remove_dir_all(&ctx.tmp_dir);
 
     let failed: Vec<String> = runs
@@ -676,6 +670,20 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
                 .map(|_| STACKS_WORKLOAD.to_string()),
         )
         .collect();
+    fail_if_any(&failed, &results)
+}
+
+/// Writes a bench's results document to `results` (pretty JSON) and says so.
+fn write_results(results: &Path, doc: &Value) -> Result<()> {
+    std::fs::write(results, serde_json::to_string_pretty(doc)? + "\n")
+        .with_context(|| format!("writing {}", results.display()))?;
+    println!("bench: wrote {}", results.display());
+    Ok(())
+}
+
+/// The end of a bench whose results are written to `results`: an error naming the `failed`
+/// runs, if any.
+fn fail_if_any(failed: &[String], results: &Path) -> Result<()> {
     if !failed.is_empty() {
         bail!(
             "{} run(s) failed: {} (their errors are printed above and in {})",

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::fixtures::{self, Variant};
 use crate::setup::{self, GoWanted};
-use crate::util::{self, cargo};
+use crate::util;
 
 const DEMO_FIXTURE: &str = "demo";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,13 +39,7 @@ pub fn parse_ready(line: &str) -> Option<u32> {
 pub fn demo(root: &Path) -> Result<()> {
     let setup = setup::setup(root, &GoWanted::Newest)?;
 
-    println!("\n==> building blockprobe (release)");
-    util::run(setup.with_bpf_linker(cargo().args(["build", "--release", "-p", "blockprobe"])))
-        .context("building blockprobe failed; if the eBPF build failed, run `cargo xtask setup`")?;
-    let agent = root.join("target/release/blockprobe");
-    if !agent.is_file() {
-        bail!("{} is missing after the build", agent.display());
-    }
+    let agent = setup.build_agent()?;
 
     println!("\n==> building the demo fixture");
     let newest = setup::newest_go();

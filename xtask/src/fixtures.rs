@@ -291,6 +291,17 @@ pub struct Selection<'a> {
 /// takes ~30 s a Go version to build cold.
 pub const BENCH_PREFIX: &str = "bench_";
 
+/// Fixtures built in the default variant only: what they are for does not depend on how the
+/// binary was linked. `tracegen` writes Go execution traces (runtime/trace) for the trace
+/// parser's oracle tests (tests/e2e/gotrace.rs) and `cargo xtask bench --only trace`; a PIE or
+/// stripped build writes the same trace.
+pub const DEFAULT_VARIANT_ONLY: &[&str] = &["tracegen"];
+
+/// Whether `fixture` is built in `variant`.
+pub fn builds_in(fixture: &str, variant: Variant) -> bool {
+    variant == Variant::Default || !DEFAULT_VARIANT_ONLY.contains(&fixture)
+}
+
 /// Builds the selected fixtures (skipping up-to-date ones), at most 2 at a time.
 pub fn build(setup: &Setup, sel: &Selection) -> Result<Vec<Built>> {
     let start = Instant::now();
@@ -337,6 +348,9 @@ pub fn build(setup: &Setup, sel: &Selection) -> Result<Vec<Built>> {
             let mut inputs = all_files(&fixture.dir)?;
             inputs.extend(sources.shared_inputs.iter().cloned());
             for &variant in sel.variants {
+                if !builds_in(&fixture.name, variant) {
+                    continue;
+                }
                 let out = binary_path(root, &go.version, variant, &fixture.name);
                 built.push(Built {
                     go_version: go.version.clone(),
@@ -552,6 +566,22 @@ mod tests {
         assert!(s.shared_inputs.contains(&d.join("go.mod")));
         assert!(s.shared_inputs.contains(&d.join("shared/lib.go")));
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn tracegen_is_built_in_the_default_variant_only() {
+        assert!(builds_in("tracegen", Variant::Default));
+        assert!(!builds_in("tracegen", Variant::Pie));
+        assert!(!builds_in("tracegen", Variant::Stripped));
+        assert!(builds_in("parkers", Variant::Stripped));
+        // It is a real fixture, found like the others.
+        let src = source_dir(&crate::util::project_root());
+        let s = discover(&src).unwrap();
+        assert!(
+            s.fixtures
+                .iter()
+                .any(|f| f.name == "tracegen" && !f.cgo && !f.test)
+        );
     }
 
     #[test]

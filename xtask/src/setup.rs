@@ -94,6 +94,21 @@ impl Setup {
         cmd
     }
 
+    /// Builds target/release/blockprobe (the demo and the benches measure the release build)
+    /// and returns its path.
+    pub fn build_agent(&self) -> Result<PathBuf> {
+        println!("\n==> building blockprobe (release)");
+        run(self.with_bpf_linker(cargo().args(["build", "--release", "-p", "blockprobe"])))
+            .context(
+                "building blockprobe failed; if the eBPF build failed, run `cargo xtask setup`",
+            )?;
+        let agent = self.root.join("target/release/blockprobe");
+        if !agent.is_file() {
+            bail!("{} is missing after the build", agent.display());
+        }
+        Ok(agent)
+    }
+
     pub fn go_versions(&self) -> Vec<String> {
         self.go.iter().map(|g| g.version.clone()).collect()
     }

@@ -23,7 +23,7 @@ pub type Site = (u64, u32);
 #[derive(Debug, Default)]
 pub struct GrowthTracker {
     last_ns: u64,
-    samples: FxHashMap<Site, Vec<(u64, u64)>>,
+    samples: Samples<Site>,
 }
 
 /// A growing site as the detector matches it against the report's goroutines: the `go`
@@ -47,6 +47,56 @@ pub struct Growth {
     pub span_ns: u64,
 }
 
+/// Counts per site over time, bounded: at most [`MAX_SITES`] sites of at most [`MAX_SAMPLES`]
+/// samples (the first kept). Shared by the live tracker and the trace's (`crate::fuse`).
+#[derive(Debug)]
+pub struct Samples<K> {
+    pub series: FxHashMap<K, Vec<(u64, u64)>>,
+}
+
+impl<K> Default for Samples<K> {
+    fn default() -> Self {
+        Self {
+            series: FxHashMap::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Samples<K> {
+    /// One sample at `now_ns`: `counts` per site; sites seen before and absent now count as 0
+    /// (a pool that drained).
+    pub fn record(&mut self, now_ns: u64, counts: FxHashMap<K, u64>) {
+        for (site, series) in &mut self.series {
+            if !counts.contains_key(site) {
+                series.push((now_ns, 0));
+            }
+        }
+        for (site, n) in counts {
+            if self.series.len() >= MAX_SITES && !self.series.contains_key(&site) {
+                continue;
+            }
+            self.series.entry(site).or_default().push((now_ns, n));
+        }
+        for series in self.series.values_mut() {
+            if series.len() > MAX_SAMPLES {
+                // Keep the first sample: growth is measured from it.
+                series.remove(1);
+            }
+        }
+    }
+
+    /// The sites that grew (see [`growth`]): (site, first, last, rises, span).
+    pub fn growing(&self) -> Vec<(K, u64, u64, usize, u64)> {
+        self.series
+            .iter()
+            .filter_map(|(k, s)| {
+                let (first, last, rises, span) = growth(s)?;
+                Some((k.clone(), first, last, rises, span))
+            })
+            .collect()
+    }
+}
+
 impl GrowthTracker {
     /// Counts the blocked goroutines of `model` by site, if the last sample is old enough.
     pub fn sample(&mut self, model: &Model, now_ns: u64) {
@@ -60,24 +110,7 @@ impl GrowthTracker {
                 *counts.entry((g.gopc, g.reason)).or_default() += 1;
             }
         }
-        // Sites seen before and empty now count as 0: a pool that drained.
-        for (site, series) in &mut self.samples {
-            if !counts.contains_key(site) {
-                series.push((now_ns, 0));
-            }
-        }
-        for (site, n) in counts {
-            if self.samples.len() >= MAX_SITES && !self.samples.contains_key(&site) {
-                continue;
-            }
-            self.samples.entry(site).or_default().push((now_ns, n));
-        }
-        for series in self.samples.values_mut() {
-            if series.len() > MAX_SAMPLES {
-                // Keep the first sample: growth is measured from it.
-                series.remove(1);
-            }
-        }
+        self.samples.record(now_ns, counts);
     }
 
     /// The sites that grew: at least [`MIN_RISES`] rises, never a fall, and up by at least
@@ -85,16 +118,15 @@ impl GrowthTracker {
     pub fn growing(&self) -> Vec<Growth> {
         let mut out: Vec<Growth> = self
             .samples
-            .iter()
-            .filter_map(|(&(gopc, reason), s)| {
-                growth(s).map(|(first, last, rises, span_ns)| Growth {
-                    gopc,
-                    reason,
-                    first,
-                    last,
-                    rises,
-                    span_ns,
-                })
+            .growing()
+            .into_iter()
+            .map(|((gopc, reason), first, last, rises, span_ns)| Growth {
+                gopc,
+                reason,
+                first,
+                last,
+                rises,
+                span_ns,
             })
             .collect();
         out.sort_by_key(|g| (std::cmp::Reverse(g.last), g.gopc));

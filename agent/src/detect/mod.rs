@@ -126,6 +126,10 @@ pub struct Finding {
     /// Matched an allow rule (`--allow`, the allow file, the default allowlist): reported, but
     /// never fails a run.
     pub allowed: bool,
+    /// The execution trace's view and the probes' view of the first goroutine, side by side
+    /// (`attach --trace-from`, `fuse`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<Box<crate::fuse::join::Fused>>,
 }
 
 impl Finding {
@@ -156,6 +160,7 @@ impl Finding {
             chain: Vec::new(),
             explanation,
             allowed: false,
+            fused: None,
         }
     }
 
@@ -247,6 +252,9 @@ fn explain(
     let on = |what: &str| {
         if objects > 1 {
             format!("{objects} different {what}s (e.g. {})", g.object)
+        } else if g.object.0 == 0 {
+            // Unknown address (an execution trace records none).
+            format!("a {what}")
         } else {
             format!("{what} {}", g.object)
         }

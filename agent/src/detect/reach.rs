@@ -3,13 +3,21 @@
 //! profile, which asks the GC). blockprobe cannot walk the heap with types from outside, so it
 //! looks where references to a channel usually sit: the global variables (`.data`, `.bss`), the
 //! live stack frames of every other goroutine, and a few levels of objects those point to (a
-//! `*Pool` on main's stack whose `jobs` field is the channel; a context's done channel). A channel found there is
-//! *referenced*: its waiters may well be served later (an idle worker pool), so they make no
-//! finding. One found nowhere is reported, with that said. Budgets bound the bytes read.
+//! `*Pool` on main's stack whose `jobs` field is the channel; a context's done channel). A
+//! channel found there is *referenced*: its waiters may well be served later (an idle worker
+//! pool), so they make no finding. One found nowhere is reported, with that said. Budgets bound
+//! the bytes read.
+//!
+//! A stack's roots are the words Go's GC would take for live pointers: its frames' stack maps
+//! and stack objects, the closure context and the defer records (`goruntime::stackmap`). Dead
+//! slots hold stale pointers to freed objects, whose memory may since hold anything, a closure
+//! capturing the channel included. Where the stack maps cannot be used, the stack is scanned
+//! whole (conservatively): a missed reference would make a false finding.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::goruntime::GoBinary;
+use crate::goruntime::stackmap::{self, Goroutine, PclnFrames};
+use crate::goruntime::{GoBinary, layout::GLayout};
 use crate::memory::ProcessMemory;
 use crate::scan::{Scan, status};
 
@@ -71,15 +79,23 @@ pub fn search(
     if candidates.is_empty() {
         return reach;
     }
-    let l = &bin.layout.g;
-    // Regions: (start, len, owner goid or 0 for globals).
-    let mut regions: Vec<(u64, u64, u64)> = bin
+    let started = std::time::Instant::now();
+    // Regions: (start, len, owner goid or 0 for globals, the goroutine's saved state).
+    let mut regions: Vec<(u64, u64, u64, Option<Goroutine>)> = bin
         .pointer_sections()
         .into_iter()
-        .map(|(a, n)| (a.wrapping_add(bias), n, 0))
+        .map(|(a, n)| (a.wrapping_add(bias), n, 0, None))
         .collect();
+    let offs = GOffsets::new(&bin.layout.g);
+    let tab = bin.pclntab().filter(|t| t.has_gofunc());
+    let precise = offs.precise && tab.is_some();
+    if !precise {
+        tracing::debug!(
+            "stack roots: no stack maps for this binary, scanning stacks conservatively"
+        );
+    }
     // Stacks, in chunks, until the budget is spent: with 100k goroutines only the first few
-    // thousand stacks are read, and only their bounds are held.
+    // thousand stacks are read, and only their bounds and saved registers are held.
     let mut budget = STACK_BUDGET;
     let live = scan.goroutines.iter().filter(|g| {
         matches!(
@@ -88,32 +104,33 @@ pub fn search(
         )
     });
     let mut chunk: Vec<&crate::scan::ScannedG> = Vec::with_capacity(1024);
+    let mut heads: Vec<u8> = Vec::new();
     let mut live = live.peekable();
     while budget > 0 && live.peek().is_some() {
         chunk.clear();
         chunk.extend(live.by_ref().take(1024));
-        let at: Vec<(u64, [u32; 2])> = chunk
+        heads.clear();
+        heads.resize(chunk.len() * offs.len, 0);
+        let mut ranges: Vec<(u64, &mut [u8])> = chunk
             .iter()
-            .map(|g| {
-                let sp = if g.status == status::SYSCALL {
-                    l.syscallsp
-                } else {
-                    l.sched_sp
-                };
-                (g.addr, [sp, l.stack_hi])
-            })
+            .zip(heads.chunks_exact_mut(offs.len))
+            .map(|(g, b)| (g.addr, b))
             .collect();
-        for (g, pair) in chunk.iter().zip(crate::unwind::read_pairs(mem, &at)) {
-            match pair {
-                Some([sp, hi]) if sp != 0 && hi > sp && hi - sp <= 1 << 30 => {
-                    let len = hi - sp;
+        let ok = mem
+            .read_many(&mut ranges)
+            .unwrap_or_else(|_| vec![false; chunk.len()]);
+        drop(ranges);
+        for ((g, head), ok) in chunk.iter().zip(heads.chunks_exact(offs.len)).zip(ok) {
+            match ok.then(|| offs.goroutine(head)) {
+                Some(st) if st.sp != 0 && st.hi > st.sp && st.hi - st.sp <= 1 << 30 => {
+                    let len = st.hi - st.sp;
                     if len > budget {
                         budget = 0;
                         reach.partial = true;
                         break;
                     }
                     budget -= len;
-                    regions.push((sp, len, g.goid));
+                    regions.push((st.sp, len, g.goid, Some(st)));
                 }
                 _ => reach.partial = true,
             }
@@ -170,31 +187,69 @@ pub fn search(
             }
         }
     };
+    // Each stack is read once; its roots are the words its live frames hold (see
+    // `goruntime::stackmap`), or, where that is unknown, every word (conservatively).
+    let mut frames = tab.as_ref().map(|t| PclnFrames::new(t, bias));
+    let (mut exact, mut whole) = (0usize, 0usize);
+    let mut roots: Vec<u64> = Vec::new();
     for chunk in regions.chunks(64) {
         let mut bufs: Vec<Vec<u8>> = chunk
             .iter()
-            .map(|&(_, n, _)| vec![0u8; n as usize])
+            .map(|&(_, n, _, _)| vec![0u8; n as usize])
             .collect();
         let mut ranges: Vec<(u64, &mut [u8])> = chunk
             .iter()
             .zip(bufs.iter_mut())
-            .map(|(&(a, _, _), b)| (a, b.as_mut_slice()))
+            .map(|(&(a, _, _, _), b)| (a, b.as_mut_slice()))
             .collect();
         let ok = mem
             .read_many(&mut ranges)
             .unwrap_or_else(|_| vec![false; chunk.len()]);
-        for ((&(_, _, owner), buf), ok) in chunk.iter().zip(&bufs).zip(ok) {
+        for ((&(_, _, owner, st), buf), ok) in chunk.iter().zip(&bufs).zip(ok) {
             if !ok {
                 reach.partial = true;
                 continue;
             }
             let levels = if owner == 0 { 0 } else { MAX_DEPTH };
-            for w in buf.chunks_exact(8) {
-                let word = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+            roots.clear();
+            let precise_roots = match (st, frames.as_mut()) {
+                (Some(st), Some(frames)) if precise => {
+                    match stackmap::stack_roots(frames, &st, buf, &mut roots) {
+                        Ok(_) => true,
+                        Err(why) => {
+                            tracing::trace!(goid = owner, ?why, "stack scanned conservatively");
+                            roots.clear();
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if precise_roots {
+                exact += 1;
+            } else {
+                if let Some(st) = st {
+                    whole += 1;
+                    if offs.precise && st.ctxt != 0 {
+                        roots.push(st.ctxt);
+                    }
+                }
+                roots.extend(
+                    buf.chunks_exact(8)
+                        .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))),
+                );
+            }
+            for &word in &roots {
                 check(word, owner, levels, &mut reach, &mut pointers);
             }
         }
     }
+    tracing::debug!(
+        precise = exact,
+        conservative = whole,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "stack roots: goroutine stacks scanned by their stack maps (precise) or whole"
+    );
     // Further: the first bytes of each object pointed to, breadth first, a few levels (a
     // context's done channel sits three pointers from the `cancel` func on main's stack).
     let mut frontier = pointers;
@@ -229,4 +284,191 @@ pub fn search(
         reach.partial = true;
     }
     reach
+}
+
+/// Where `search` reads a goroutine's saved state in `runtime.g` (`runtime/runtime2.go`):
+/// `stack {lo, hi}`, `stackguard0`, `stackguard1`, `_panic`, `_defer`, `m`, `sched` (a `gobuf`:
+/// `sp`, `pc`, `g`, `ctxt`, ..., `bp`), `syscallsp`, `syscallpc`, `syscallbp` (Go 1.23+): the
+/// order of Go 1.22 to 1.27. `_panic`, `_defer` and `sched.ctxt` have no layout entry: they are
+/// placed by that order, which the layout in use must confirm (else `precise` is false).
+struct GOffsets {
+    lo: usize,
+    hi: usize,
+    sched_sp: usize,
+    sched_pc: usize,
+    sched_bp: usize,
+    ctxt: usize,
+    syscallsp: usize,
+    syscallpc: usize,
+    syscallbp: Option<usize>,
+    defer: usize,
+    panic: usize,
+    /// Bytes read of each g.
+    len: usize,
+    precise: bool,
+}
+
+impl GOffsets {
+    fn new(l: &GLayout) -> Self {
+        let o = |v: u32| v as usize;
+        let precise = l.stack_lo == 0
+            && l.stack_hi == 8
+            && l.m == 48
+            && l.sched == 56
+            && l.sched_sp == l.sched
+            && l.sched_pc == l.sched + 8;
+        let mut g = GOffsets {
+            lo: o(l.stack_lo),
+            hi: o(l.stack_hi),
+            sched_sp: o(l.sched_sp),
+            sched_pc: o(l.sched_pc),
+            sched_bp: o(l.sched_bp),
+            ctxt: o(l.sched) + 24,
+            syscallsp: o(l.syscallsp),
+            syscallpc: o(l.syscallpc),
+            syscallbp: l.syscallbp.map(o),
+            defer: o(l.m).saturating_sub(8),
+            panic: o(l.m).saturating_sub(16),
+            len: 0,
+            precise,
+        };
+        g.len = [
+            g.lo,
+            g.hi,
+            g.sched_sp,
+            g.sched_pc,
+            g.sched_bp,
+            g.ctxt,
+            g.syscallsp,
+            g.syscallpc,
+        ]
+        .into_iter()
+        .chain(g.syscallbp)
+        .max()
+        .unwrap_or(0)
+            + 8;
+        g
+    }
+
+    /// The saved state in the first `len` bytes of a g, with the registers `unwinder.initAt`
+    /// (`runtime/traceback.go`) starts from: `g.syscall*` when `syscallsp != 0`, else `g.sched`.
+    fn goroutine(&self, head: &[u8]) -> Goroutine {
+        let w = |o: usize| {
+            head.get(o..o + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        };
+        let syscallsp = w(self.syscallsp);
+        let (sp, pc, bp) = match syscallsp {
+            0 => (w(self.sched_sp), w(self.sched_pc), Some(w(self.sched_bp))),
+            sp => (sp, w(self.syscallpc), self.syscallbp.map(w)),
+        };
+        Goroutine {
+            lo: w(self.lo),
+            hi: w(self.hi),
+            sp,
+            pc,
+            bp,
+            ctxt: w(self.ctxt),
+            defer: w(self.defer),
+            panic: w(self.panic),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    /// Kills the fixture however the test ends.
+    struct Kill(Child);
+
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// `key=value` in a fixture's line.
+    fn kv<'a>(line: &'a str, key: &str) -> &'a str {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    }
+
+    /// tests/fixtures/pprofserve, live, for each Go version built by `cargo xtask fixtures`
+    /// (`$BLOCKPROBE_FIXTURES`, else target/fixtures), as `blockprobe attach --trace-from` sees
+    /// it at the end of a session: its worker waits on a channel no other goroutine holds, while
+    /// the HTTP accept loop's stack keeps, in dead slots, a pointer to freed memory since reused
+    /// by the worker's closure (which holds the channel). Scanned whole, that stack referenced the
+    /// channel (every run); scanned by its stack maps, no stack does.
+    #[test]
+    fn a_dead_stack_slot_is_no_reference() {
+        let root = std::env::var_os("BLOCKPROBE_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
+        let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join("default/pprofserve"))
+            .filter(|p| p.is_file())
+            .collect();
+        fixtures.sort();
+        if fixtures.is_empty() {
+            eprintln!(
+                "skipping: no pprofserve under {} (cargo xtask fixtures)",
+                root.display()
+            );
+            return;
+        }
+        // All at once: each serves a two-second trace before it is searched.
+        let running: Vec<_> = fixtures
+            .iter()
+            .map(|path| {
+                let mut child = Kill(
+                    Command::new(path)
+                        .args(["-hold", "60s"])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                );
+                let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+                let ready = out.next().unwrap().unwrap();
+                // The pipeline starts with a trace.
+                let mut http = std::net::TcpStream::connect(kv(&ready, "addr")).unwrap();
+                http.write_all(b"GET /debug/pprof/trace?seconds=2 HTTP/1.0\r\n\r\n")
+                    .unwrap();
+                (path, child, out, ready, http)
+            })
+            .collect();
+        for (path, _child, mut out, ready, mut http) in running {
+            let pid: u32 = kv(&ready, "pid").parse().unwrap();
+            let pipeline = out.next().unwrap().unwrap();
+            let chan =
+                u64::from_str_radix(kv(&pipeline, "chan").trim_start_matches("0x"), 16).unwrap();
+            let worker: u64 = kv(&pipeline, "gworker").parse().unwrap();
+            // The trace ends, its connection closes; the producer has sent its jobs and returned.
+            std::io::copy(&mut http, &mut std::io::sink()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+
+            let exe = std::fs::canonicalize(path).unwrap();
+            let bin = GoBinary::open(&exe).unwrap();
+            let bias = crate::session::load_bias(pid, &exe, &bin);
+            let scan = crate::scan::Scanner::new(&bin, pid, bias)
+                .unwrap()
+                .scan()
+                .unwrap();
+            let g = scan.goroutines.iter().find(|g| g.goid == worker).unwrap();
+            assert_eq!(g.wait_chans.as_slice(), [chan], "{}", path.display());
+            let candidates: FxHashMap<u64, Vec<u64>> = [(chan, vec![worker])].into_iter().collect();
+            let mem = ProcessMemory::new(pid);
+            let reach = search(&mem, &bin, bias, &scan, &candidates, &[]);
+            assert_eq!(reach.refs, FxHashMap::default(), "{}", path.display());
+            assert!(!reach.partial, "{}", path.display());
+        }
+    }
 }

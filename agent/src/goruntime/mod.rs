@@ -10,6 +10,7 @@ pub mod layout;
 pub mod pclntab;
 pub mod prologue;
 pub mod semtable;
+pub mod stackmap;
 pub mod stripped;
 pub mod syncobj;
 

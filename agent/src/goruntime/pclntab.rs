@@ -65,7 +65,11 @@ pub struct Func<'a> {
     pub flag: u8,
     /// Index in the function table.
     pub index: usize,
+    /// `_func.args`: size of the arguments and results on the stack (`abi.ArgsSizeUnknown`,
+    /// i32::MIN, for the reflect call stubs).
+    pub args: i32,
     func_off: usize,
+    pcsp: u32,
     pcfile: u32,
     pcln: u32,
     npcdata: u32,
@@ -314,7 +318,9 @@ impl<'a> Pclntab<'a> {
             func_id: f[40],
             flag: f[41],
             index: i,
+            args: u32_at(f, 8)? as i32,
             func_off,
+            pcsp: u32_at(f, 16)?,
             pcfile: u32_at(f, 20)?,
             pcln: u32_at(f, 24)?,
             npcdata: u32_at(f, 28)?,
@@ -385,17 +391,28 @@ impl<'a> Pclntab<'a> {
         }
     }
 
-    /// `runtime/symtab.go` `pcdatastart` + `pcdatavalue1`.
-    fn pcdata_value(&self, f: &Func<'a>, table: u32, target: u64) -> Option<i32> {
+    /// `runtime/symtab.go` `pcdatavalue` (`pcdatastart` + `pcvalue`): PCDATA table `table` at
+    /// `target`; -1, as the runtime answers, if the function has no such table; `None` if the
+    /// table is corrupt or does not cover `target`.
+    pub fn pcdata(&self, f: &Func<'a>, table: u32, target: u64) -> Option<i32> {
         if table >= f.npcdata {
-            return None;
+            return Some(-1);
         }
         let off = u32_at(self.pclntable, f.func_off + FUNC_SIZE + 4 * table as usize)?;
+        if off == 0 {
+            return Some(-1);
+        }
         self.pcvalue(f, off, target)
     }
 
+    /// `runtime/symtab.go` `funcspdelta`: the bytes SP is below its value at entry (return
+    /// address excluded). `None` without a pc-sp table (`_func.pcsp == 0`) or with a corrupt one.
+    pub fn sp_delta(&self, f: &Func<'a>, target: u64) -> Option<i32> {
+        self.pcvalue(f, f.pcsp, target)
+    }
+
     /// `runtime/symtab.go` `funcdata`: the bytes at `gofunc + funcdata[i]`.
-    fn funcdata(&self, f: &Func<'a>, i: u32) -> Option<&'a [u8]> {
+    pub fn funcdata(&self, f: &Func<'a>, i: u32) -> Option<&'a [u8]> {
         if i >= u32::from(f.nfuncdata) {
             return None;
         }
@@ -455,9 +472,7 @@ impl<'a> Pclntab<'a> {
                 break;
             };
             let index = match inltree {
-                Some(_) => self
-                    .pcdata_value(&f, PCDATA_INL_TREE_INDEX, cur)
-                    .unwrap_or(-1),
+                Some(_) => self.pcdata(&f, PCDATA_INL_TREE_INDEX, cur).unwrap_or(-1),
                 None => -1,
             };
             let call = usize::try_from(index).ok().and_then(|i| {

@@ -1,0 +1,445 @@
+//! Go's text formatting, where the trace reader's output must match Go's byte for byte:
+//! `strconv.Quote` (the `%q` verb) and `time.Time.Format(time.RFC3339Nano)`.
+//!
+//! [`Event`](super::event::Event)'s `Display` reproduces Go's `Event.String()`, which quotes
+//! names, reasons and log messages with `%q` and prints clock snapshots' wall clock in RFC 3339.
+
+use std::fmt::{self, Write as _};
+
+/// strconv.Quote: `s` as a double-quoted Go string literal, with Go's escapes (`\t`, `\n`,
+/// `\x01`, `\u00ad`, `\U000e0001`) for control and non-printable characters as
+/// `strconv.IsPrint` defines them, and `\xNN` for each byte of invalid UTF-8.
+pub fn go_quote(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    // Writing to a String cannot fail.
+    let _ = write_go_quoted(&mut out, s);
+    out
+}
+
+/// [`go_quote`] into a formatter.
+pub fn write_go_quoted(w: &mut impl fmt::Write, s: &[u8]) -> fmt::Result {
+    // strconv/quote.go: quoteWith(s, '"', false, false).
+    w.write_char('"')?;
+    for chunk in s.utf8_chunks() {
+        for r in chunk.valid().chars() {
+            append_escaped_rune(w, r)?;
+        }
+        // Go decodes each invalid byte as (RuneError, width 1) and writes it as \xNN. Rust's
+        // and Go's UTF-8 validity rules agree (no surrogates, no overlong forms, ≤ U+10FFFF),
+        // so the invalid bytes here are exactly those.
+        for b in chunk.invalid() {
+            write!(w, "\\x{b:02x}")?;
+        }
+    }
+    w.write_char('"')
+}
+
+/// strconv/quote.go: appendEscapedRune with quote '"', ASCIIonly and graphicOnly false.
+fn append_escaped_rune(w: &mut impl fmt::Write, r: char) -> fmt::Result {
+    if r == '"' || r == '\\' {
+        w.write_char('\\')?;
+        return w.write_char(r);
+    }
+    if is_print(r) {
+        return w.write_char(r);
+    }
+    match r {
+        '\x07' => w.write_str("\\a"),
+        '\x08' => w.write_str("\\b"),
+        '\x0c' => w.write_str("\\f"),
+        '\n' => w.write_str("\\n"),
+        '\r' => w.write_str("\\r"),
+        '\t' => w.write_str("\\t"),
+        '\x0b' => w.write_str("\\v"),
+        _ => {
+            let r = u32::from(r);
+            if r < u32::from(b' ') || r == 0x7f {
+                write!(w, "\\x{r:02x}")
+            } else if r < 0x10000 {
+                // A Rust char is always a valid rune, so Go's `!utf8.ValidRune(r)` case
+                // (which prints U+FFFD) cannot happen.
+                write!(w, "\\u{r:04x}")
+            } else {
+                write!(w, "\\U{r:08x}")
+            }
+        }
+    }
+}
+
+/// strconv.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space, per
+/// Go's own Unicode tables (isprint.go, below), so that the answer matches Go's exactly.
+pub fn is_print(r: char) -> bool {
+    let r = u32::from(r);
+    // Fast check for Latin-1.
+    if r <= 0xff {
+        if (0x20..=0x7e).contains(&r) {
+            // All the ASCII is printable from space through DEL-1.
+            return true;
+        }
+        if (0xa1..=0xff).contains(&r) {
+            // Similarly for ¡ through ÿ, except for the bizarre soft hyphen.
+            return r != 0xad;
+        }
+        return false;
+    }
+    // First, find the first i such that is_print[i] >= x. This is the index of either the
+    // start or end of a pair that might span x. The start is even (i&^1) and the end is odd
+    // (i|1). If x is in a range, make sure x is not in the is_not_print list.
+    if let Ok(rr) = u16::try_from(r) {
+        if !in_ranges(&IS_PRINT16, rr) {
+            return false;
+        }
+        return IS_NOT_PRINT16.binary_search(&rr).is_err();
+    }
+    if !in_ranges(&IS_PRINT32, r) {
+        return false;
+    }
+    if r >= 0x20000 {
+        return true;
+    }
+    let Ok(rr) = u16::try_from(r - 0x10000) else {
+        return true;
+    };
+    IS_NOT_PRINT32.binary_search(&rr).is_err()
+}
+
+/// The range test of strconv.IsPrint over a table of [lo, hi] pairs.
+fn in_ranges<T: Ord + Copy>(table: &[T], x: T) -> bool {
+    // bsearch: the first index whose value is >= x.
+    let i = table.partition_point(|&v| v < x);
+    match (table.get(i & !1), table.get(i | 1)) {
+        (Some(&lo), Some(&hi)) => i < table.len() && lo <= x && x <= hi,
+        _ => false,
+    }
+}
+
+/// `time.Unix(sec, nsec).Format(time.RFC3339Nano)` in the local time zone, as Go's
+/// `Event.String()` prints a clock snapshot's wall clock ("2026-11-27T02:24:55.704303344Z").
+/// `nsec` must be in [0, 1e9) (as [`WallTime`](super::base::WallTime) keeps it).
+pub fn format_rfc3339_nano(sec: i64, nsec: i64) -> String {
+    format_rfc3339_nano_in(sec, nsec, local_offset(sec))
+}
+
+/// [`format_rfc3339_nano`] at a fixed offset from UTC, in seconds.
+pub fn format_rfc3339_nano_in(sec: i64, nsec: i64, offset: i64) -> String {
+    // time/format_rfc3339.go: appendFormatRFC3339(b, nanos=true). i128 so that no input
+    // overflows (Go's arithmetic would wrap for absurd times; no real trace has those).
+    let local = i128::from(sec) + i128::from(offset);
+    let days = local.div_euclid(86_400);
+    let secs_of_day = local.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let mut b = String::with_capacity(40);
+    append_int(&mut b, year, 4);
+    b.push('-');
+    append_int(&mut b, i128::from(month), 2);
+    b.push('-');
+    append_int(&mut b, i128::from(day), 2);
+    b.push('T');
+    append_int(&mut b, secs_of_day / 3600, 2);
+    b.push(':');
+    append_int(&mut b, secs_of_day % 3600 / 60, 2);
+    b.push(':');
+    append_int(&mut b, secs_of_day % 60, 2);
+    // appendNano with stdFracSecond9: ".999999999", trailing zeros (and a bare dot) trimmed.
+    if nsec != 0 {
+        let frac = format!("{:09}", nsec.rem_euclid(1_000_000_000));
+        b.push('.');
+        b.push_str(frac.trim_end_matches('0'));
+    }
+    if offset == 0 {
+        b.push('Z');
+        return b;
+    }
+    let mut zone = offset / 60; // In minutes.
+    if zone < 0 {
+        b.push('-');
+        zone = -zone;
+    } else {
+        b.push('+');
+    }
+    append_int(&mut b, i128::from(zone / 60), 2);
+    b.push(':');
+    append_int(&mut b, i128::from(zone % 60), 2);
+    b
+}
+
+/// time/format.go: appendInt, `x` zero-padded to `width` digits (a sign first if negative).
+fn append_int(b: &mut String, x: i128, width: usize) {
+    if x < 0 {
+        b.push('-');
+    }
+    let _ = write!(b, "{:0width$}", x.unsigned_abs());
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), as Go's `days.date()`
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i128) -> (i128, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    (year, month, day)
+}
+
+/// The local time zone's offset from UTC at `sec`, in seconds, as Go's `time.Local` resolves
+/// it (the `TZ` variable, else /etc/localtime): asked of the C library, which reads the same
+/// sources. 0 (UTC) if the C library cannot tell.
+#[allow(irrefutable_let_patterns, clippy::useless_conversion)] // time_t is i64 on 64-bit.
+fn local_offset(sec: i64) -> i64 {
+    let Ok(t) = libc::time_t::try_from(sec) else {
+        return 0;
+    };
+    // SAFETY: localtime_r only reads `t` and writes the `tm` we own; both pointers are valid
+    // for the call. A null return (time out of range) leaves us at UTC.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let res = unsafe { libc::localtime_r(&t, &mut tm) };
+    if res.is_null() {
+        return 0;
+    }
+    i64::from(tm.tm_gmtoff)
+}
+
+// strconv/isprint.go (Go 1.27.3), generated by makeisprint.go: pairs of [lo, hi] ranges of
+// printable runes, and the exceptions inside them (isNotPrint32 entries are offsets from 0x10000).
+#[rustfmt::skip]
+static IS_PRINT16: [u16; 412] = [
+    0x0020, 0x007e, 0x00a1, 0x0377, 0x037a, 0x037f, 0x0384, 0x0556, 0x0559, 0x058a, 0x058d, 0x05c7,
+    0x05d0, 0x05ea, 0x05ef, 0x05f4, 0x0606, 0x070d, 0x0710, 0x074a, 0x074d, 0x07b1, 0x07c0, 0x07fa,
+    0x07fd, 0x082d, 0x0830, 0x085b, 0x085e, 0x086a, 0x0870, 0x088f, 0x0897, 0x098c, 0x098f, 0x0990,
+    0x0993, 0x09b2, 0x09b6, 0x09b9, 0x09bc, 0x09c4, 0x09c7, 0x09c8, 0x09cb, 0x09ce, 0x09d7, 0x09d7,
+    0x09dc, 0x09e3, 0x09e6, 0x09fe, 0x0a01, 0x0a0a, 0x0a0f, 0x0a10, 0x0a13, 0x0a39, 0x0a3c, 0x0a42,
+    0x0a47, 0x0a48, 0x0a4b, 0x0a4d, 0x0a51, 0x0a51, 0x0a59, 0x0a5e, 0x0a66, 0x0a76, 0x0a81, 0x0ab9,
+    0x0abc, 0x0acd, 0x0ad0, 0x0ad0, 0x0ae0, 0x0ae3, 0x0ae6, 0x0af1, 0x0af9, 0x0b0c, 0x0b0f, 0x0b10,
+    0x0b13, 0x0b39, 0x0b3c, 0x0b44, 0x0b47, 0x0b48, 0x0b4b, 0x0b4d, 0x0b55, 0x0b57, 0x0b5c, 0x0b63,
+    0x0b66, 0x0b77, 0x0b82, 0x0b8a, 0x0b8e, 0x0b95, 0x0b99, 0x0b9f, 0x0ba3, 0x0ba4, 0x0ba8, 0x0baa,
+    0x0bae, 0x0bb9, 0x0bbe, 0x0bc2, 0x0bc6, 0x0bcd, 0x0bd0, 0x0bd0, 0x0bd7, 0x0bd7, 0x0be6, 0x0bfa,
+    0x0c00, 0x0c39, 0x0c3c, 0x0c4d, 0x0c55, 0x0c5d, 0x0c60, 0x0c63, 0x0c66, 0x0c6f, 0x0c77, 0x0cb9,
+    0x0cbc, 0x0ccd, 0x0cd5, 0x0cd6, 0x0cdc, 0x0ce3, 0x0ce6, 0x0cf3, 0x0d00, 0x0d4f, 0x0d54, 0x0d63,
+    0x0d66, 0x0d96, 0x0d9a, 0x0dbd, 0x0dc0, 0x0dc6, 0x0dca, 0x0dca, 0x0dcf, 0x0ddf, 0x0de6, 0x0def,
+    0x0df2, 0x0df4, 0x0e01, 0x0e3a, 0x0e3f, 0x0e5b, 0x0e81, 0x0ebd, 0x0ec0, 0x0ed9, 0x0edc, 0x0edf,
+    0x0f00, 0x0f6c, 0x0f71, 0x0fda, 0x1000, 0x10c7, 0x10cd, 0x10cd, 0x10d0, 0x124d, 0x1250, 0x125d,
+    0x1260, 0x128d, 0x1290, 0x12b5, 0x12b8, 0x12c5, 0x12c8, 0x1315, 0x1318, 0x135a, 0x135d, 0x137c,
+    0x1380, 0x1399, 0x13a0, 0x13f5, 0x13f8, 0x13fd, 0x1400, 0x169c, 0x16a0, 0x16f8, 0x1700, 0x1715,
+    0x171f, 0x1736, 0x1740, 0x1753, 0x1760, 0x1773, 0x1780, 0x17dd, 0x17e0, 0x17e9, 0x17f0, 0x17f9,
+    0x1800, 0x1819, 0x1820, 0x1878, 0x1880, 0x18aa, 0x18b0, 0x18f5, 0x1900, 0x192b, 0x1930, 0x193b,
+    0x1940, 0x1940, 0x1944, 0x196d, 0x1970, 0x1974, 0x1980, 0x19ab, 0x19b0, 0x19c9, 0x19d0, 0x19da,
+    0x19de, 0x1a1b, 0x1a1e, 0x1a7c, 0x1a7f, 0x1a89, 0x1a90, 0x1a99, 0x1aa0, 0x1aad, 0x1ab0, 0x1add,
+    0x1ae0, 0x1aeb, 0x1b00, 0x1bf3, 0x1bfc, 0x1c37, 0x1c3b, 0x1c49, 0x1c4d, 0x1c8a, 0x1c90, 0x1cba,
+    0x1cbd, 0x1cc7, 0x1cd0, 0x1cfa, 0x1d00, 0x1f15, 0x1f18, 0x1f1d, 0x1f20, 0x1f45, 0x1f48, 0x1f4d,
+    0x1f50, 0x1f7d, 0x1f80, 0x1fd3, 0x1fd6, 0x1fef, 0x1ff2, 0x1ffe, 0x2010, 0x2027, 0x2030, 0x205e,
+    0x2070, 0x2071, 0x2074, 0x209c, 0x20a0, 0x20c1, 0x20d0, 0x20f0, 0x2100, 0x218b, 0x2190, 0x2429,
+    0x2440, 0x244a, 0x2460, 0x2b73, 0x2b76, 0x2cf3, 0x2cf9, 0x2d27, 0x2d2d, 0x2d2d, 0x2d30, 0x2d67,
+    0x2d6f, 0x2d70, 0x2d7f, 0x2d96, 0x2da0, 0x2e5d, 0x2e80, 0x2ef3, 0x2f00, 0x2fd5, 0x2ff0, 0x3096,
+    0x3099, 0x30ff, 0x3105, 0x31e5, 0x31ef, 0xa48c, 0xa490, 0xa4c6, 0xa4d0, 0xa62b, 0xa640, 0xa6f7,
+    0xa700, 0xa7dc, 0xa7f1, 0xa82c, 0xa830, 0xa839, 0xa840, 0xa877, 0xa880, 0xa8c5, 0xa8ce, 0xa8d9,
+    0xa8e0, 0xa953, 0xa95f, 0xa97c, 0xa980, 0xa9d9, 0xa9de, 0xaa36, 0xaa40, 0xaa4d, 0xaa50, 0xaa59,
+    0xaa5c, 0xaac2, 0xaadb, 0xaaf6, 0xab01, 0xab06, 0xab09, 0xab0e, 0xab11, 0xab16, 0xab20, 0xab6b,
+    0xab70, 0xabed, 0xabf0, 0xabf9, 0xac00, 0xd7a3, 0xd7b0, 0xd7c6, 0xd7cb, 0xd7fb, 0xf900, 0xfa6d,
+    0xfa70, 0xfad9, 0xfb00, 0xfb06, 0xfb13, 0xfb17, 0xfb1d, 0xfdcf, 0xfdf0, 0xfe19, 0xfe20, 0xfe6b,
+    0xfe70, 0xfefc, 0xff01, 0xffbe, 0xffc2, 0xffc7, 0xffca, 0xffcf, 0xffd2, 0xffd7, 0xffda, 0xffdc,
+    0xffe0, 0xffee, 0xfffc, 0xfffd,
+];
+#[rustfmt::skip]
+static IS_NOT_PRINT16: [u16; 132] = [
+    0x00ad, 0x038b, 0x038d, 0x03a2, 0x0530, 0x0590, 0x061c, 0x06dd, 0x083f, 0x085f, 0x08e2, 0x0984,
+    0x09a9, 0x09b1, 0x09de, 0x0a04, 0x0a29, 0x0a31, 0x0a34, 0x0a37, 0x0a3d, 0x0a5d, 0x0a84, 0x0a8e,
+    0x0a92, 0x0aa9, 0x0ab1, 0x0ab4, 0x0ac6, 0x0aca, 0x0b00, 0x0b04, 0x0b29, 0x0b31, 0x0b34, 0x0b5e,
+    0x0b84, 0x0b91, 0x0b9b, 0x0b9d, 0x0bc9, 0x0c0d, 0x0c11, 0x0c29, 0x0c45, 0x0c49, 0x0c57, 0x0c5b,
+    0x0c8d, 0x0c91, 0x0ca9, 0x0cb4, 0x0cc5, 0x0cc9, 0x0cdf, 0x0cf0, 0x0d0d, 0x0d11, 0x0d45, 0x0d49,
+    0x0d80, 0x0d84, 0x0db2, 0x0dbc, 0x0dd5, 0x0dd7, 0x0e83, 0x0e85, 0x0e8b, 0x0ea4, 0x0ea6, 0x0ec5,
+    0x0ec7, 0x0ecf, 0x0f48, 0x0f98, 0x0fbd, 0x0fcd, 0x10c6, 0x1249, 0x1257, 0x1259, 0x1289, 0x12b1,
+    0x12bf, 0x12c1, 0x12d7, 0x1311, 0x1680, 0x176d, 0x1771, 0x180e, 0x191f, 0x1a5f, 0x1b4d, 0x1f58,
+    0x1f5a, 0x1f5c, 0x1f5e, 0x1fb5, 0x1fc5, 0x1fdc, 0x1ff5, 0x208f, 0x2d26, 0x2da7, 0x2daf, 0x2db7,
+    0x2dbf, 0x2dc7, 0x2dcf, 0x2dd7, 0x2ddf, 0x2e9a, 0x3000, 0x3040, 0x3130, 0x318f, 0x321f, 0xa9ce,
+    0xa9ff, 0xab27, 0xab2f, 0xfb37, 0xfb3d, 0xfb3f, 0xfb42, 0xfb45, 0xfe53, 0xfe67, 0xfe75, 0xffe7,
+];
+#[rustfmt::skip]
+static IS_PRINT32: [u32; 566] = [
+    0x00010000, 0x0001004d, 0x00010050, 0x0001005d, 0x00010080, 0x000100fa, 0x00010100, 0x00010102, 0x00010107,
+    0x00010133, 0x00010137, 0x0001019c, 0x000101a0, 0x000101a0, 0x000101d0, 0x000101fd, 0x00010280, 0x0001029c,
+    0x000102a0, 0x000102d0, 0x000102e0, 0x000102fb, 0x00010300, 0x00010323, 0x0001032d, 0x0001034a, 0x00010350,
+    0x0001037a, 0x00010380, 0x000103c3, 0x000103c8, 0x000103d5, 0x00010400, 0x0001049d, 0x000104a0, 0x000104a9,
+    0x000104b0, 0x000104d3, 0x000104d8, 0x000104fb, 0x00010500, 0x00010527, 0x00010530, 0x00010563, 0x0001056f,
+    0x000105bc, 0x000105c0, 0x000105f3, 0x00010600, 0x00010736, 0x00010740, 0x00010755, 0x00010760, 0x00010767,
+    0x00010780, 0x000107ba, 0x00010800, 0x00010805, 0x00010808, 0x00010838, 0x0001083c, 0x0001083c, 0x0001083f,
+    0x0001089e, 0x000108a7, 0x000108af, 0x000108e0, 0x000108f5, 0x000108fb, 0x0001091b, 0x0001091f, 0x00010939,
+    0x0001093f, 0x00010959, 0x00010980, 0x000109b7, 0x000109bc, 0x000109cf, 0x000109d2, 0x00010a06, 0x00010a0c,
+    0x00010a35, 0x00010a38, 0x00010a3a, 0x00010a3f, 0x00010a48, 0x00010a50, 0x00010a58, 0x00010a60, 0x00010a9f,
+    0x00010ac0, 0x00010ae6, 0x00010aeb, 0x00010af6, 0x00010b00, 0x00010b35, 0x00010b39, 0x00010b55, 0x00010b58,
+    0x00010b72, 0x00010b78, 0x00010b91, 0x00010b99, 0x00010b9c, 0x00010ba9, 0x00010baf, 0x00010c00, 0x00010c48,
+    0x00010c80, 0x00010cb2, 0x00010cc0, 0x00010cf2, 0x00010cfa, 0x00010d27, 0x00010d30, 0x00010d39, 0x00010d40,
+    0x00010d65, 0x00010d69, 0x00010d85, 0x00010d8e, 0x00010d8f, 0x00010e60, 0x00010ead, 0x00010eb0, 0x00010eb1,
+    0x00010ec2, 0x00010ec7, 0x00010ed0, 0x00010ed8, 0x00010efa, 0x00010f27, 0x00010f30, 0x00010f59, 0x00010f70,
+    0x00010f89, 0x00010fb0, 0x00010fcb, 0x00010fe0, 0x00010ff6, 0x00011000, 0x0001104d, 0x00011052, 0x00011075,
+    0x0001107f, 0x000110c2, 0x000110d0, 0x000110e8, 0x000110f0, 0x000110f9, 0x00011100, 0x00011147, 0x00011150,
+    0x00011176, 0x00011180, 0x000111f4, 0x00011200, 0x00011241, 0x00011280, 0x000112a9, 0x000112b0, 0x000112ea,
+    0x000112f0, 0x000112f9, 0x00011300, 0x0001130c, 0x0001130f, 0x00011310, 0x00011313, 0x00011344, 0x00011347,
+    0x00011348, 0x0001134b, 0x0001134d, 0x00011350, 0x00011350, 0x00011357, 0x00011357, 0x0001135d, 0x00011363,
+    0x00011366, 0x0001136c, 0x00011370, 0x00011374, 0x00011380, 0x0001138b, 0x0001138e, 0x000113c2, 0x000113c5,
+    0x000113d8, 0x000113e1, 0x000113e2, 0x00011400, 0x00011461, 0x00011480, 0x000114c7, 0x000114d0, 0x000114d9,
+    0x00011580, 0x000115b5, 0x000115b8, 0x000115dd, 0x00011600, 0x00011644, 0x00011650, 0x00011659, 0x00011660,
+    0x0001166c, 0x00011680, 0x000116b9, 0x000116c0, 0x000116c9, 0x000116d0, 0x000116e3, 0x00011700, 0x0001171a,
+    0x0001171d, 0x0001172b, 0x00011730, 0x00011746, 0x00011800, 0x0001183b, 0x000118a0, 0x000118f2, 0x000118ff,
+    0x00011906, 0x00011909, 0x00011909, 0x0001190c, 0x00011938, 0x0001193b, 0x00011946, 0x00011950, 0x00011959,
+    0x000119a0, 0x000119a7, 0x000119aa, 0x000119d7, 0x000119da, 0x000119e4, 0x00011a00, 0x00011a47, 0x00011a50,
+    0x00011aa2, 0x00011ab0, 0x00011af8, 0x00011b00, 0x00011b09, 0x00011b60, 0x00011b67, 0x00011bc0, 0x00011be1,
+    0x00011bf0, 0x00011bf9, 0x00011c00, 0x00011c45, 0x00011c50, 0x00011c6c, 0x00011c70, 0x00011c8f, 0x00011c92,
+    0x00011cb6, 0x00011d00, 0x00011d36, 0x00011d3a, 0x00011d47, 0x00011d50, 0x00011d59, 0x00011d60, 0x00011d98,
+    0x00011da0, 0x00011da9, 0x00011db0, 0x00011ddb, 0x00011de0, 0x00011de9, 0x00011ee0, 0x00011ef8, 0x00011f00,
+    0x00011f3a, 0x00011f3e, 0x00011f5a, 0x00011fb0, 0x00011fb0, 0x00011fc0, 0x00011ff1, 0x00011fff, 0x00012399,
+    0x00012400, 0x00012474, 0x00012480, 0x00012543, 0x00012f90, 0x00012ff2, 0x00013000, 0x0001342f, 0x00013440,
+    0x00013455, 0x00013460, 0x000143fa, 0x00014400, 0x00014646, 0x00016100, 0x00016139, 0x00016800, 0x00016a38,
+    0x00016a40, 0x00016a69, 0x00016a6e, 0x00016ac9, 0x00016ad0, 0x00016aed, 0x00016af0, 0x00016af5, 0x00016b00,
+    0x00016b45, 0x00016b50, 0x00016b77, 0x00016b7d, 0x00016b8f, 0x00016d40, 0x00016d79, 0x00016e40, 0x00016e9a,
+    0x00016ea0, 0x00016eb8, 0x00016ebb, 0x00016ed3, 0x00016f00, 0x00016f4a, 0x00016f4f, 0x00016f87, 0x00016f8f,
+    0x00016f9f, 0x00016fe0, 0x00016fe4, 0x00016ff0, 0x00016ff6, 0x00017000, 0x00018cd5, 0x00018cff, 0x00018d1e,
+    0x00018d80, 0x00018df2, 0x0001aff0, 0x0001b122, 0x0001b132, 0x0001b132, 0x0001b150, 0x0001b152, 0x0001b155,
+    0x0001b155, 0x0001b164, 0x0001b167, 0x0001b170, 0x0001b2fb, 0x0001bc00, 0x0001bc6a, 0x0001bc70, 0x0001bc7c,
+    0x0001bc80, 0x0001bc88, 0x0001bc90, 0x0001bc99, 0x0001bc9c, 0x0001bc9f, 0x0001cc00, 0x0001ccfc, 0x0001cd00,
+    0x0001ceb3, 0x0001ceba, 0x0001ced0, 0x0001cee0, 0x0001cef0, 0x0001cf00, 0x0001cf2d, 0x0001cf30, 0x0001cf46,
+    0x0001cf50, 0x0001cfc3, 0x0001d000, 0x0001d0f5, 0x0001d100, 0x0001d126, 0x0001d129, 0x0001d172, 0x0001d17b,
+    0x0001d1ea, 0x0001d200, 0x0001d245, 0x0001d2c0, 0x0001d2d3, 0x0001d2e0, 0x0001d2f3, 0x0001d300, 0x0001d356,
+    0x0001d360, 0x0001d378, 0x0001d400, 0x0001d49f, 0x0001d4a2, 0x0001d4a2, 0x0001d4a5, 0x0001d4a6, 0x0001d4a9,
+    0x0001d50a, 0x0001d50d, 0x0001d546, 0x0001d54a, 0x0001d6a5, 0x0001d6a8, 0x0001d7cb, 0x0001d7ce, 0x0001da8b,
+    0x0001da9b, 0x0001daaf, 0x0001df00, 0x0001df1e, 0x0001df25, 0x0001df2a, 0x0001e000, 0x0001e018, 0x0001e01b,
+    0x0001e02a, 0x0001e030, 0x0001e06d, 0x0001e08f, 0x0001e08f, 0x0001e100, 0x0001e12c, 0x0001e130, 0x0001e13d,
+    0x0001e140, 0x0001e149, 0x0001e14e, 0x0001e14f, 0x0001e290, 0x0001e2ae, 0x0001e2c0, 0x0001e2f9, 0x0001e2ff,
+    0x0001e2ff, 0x0001e4d0, 0x0001e4f9, 0x0001e5d0, 0x0001e5fa, 0x0001e5ff, 0x0001e5ff, 0x0001e6c0, 0x0001e6f5,
+    0x0001e6fe, 0x0001e6ff, 0x0001e7e0, 0x0001e8c4, 0x0001e8c7, 0x0001e8d6, 0x0001e900, 0x0001e94b, 0x0001e950,
+    0x0001e959, 0x0001e95e, 0x0001e95f, 0x0001ec71, 0x0001ecb4, 0x0001ed01, 0x0001ed3d, 0x0001ee00, 0x0001ee24,
+    0x0001ee27, 0x0001ee3b, 0x0001ee42, 0x0001ee42, 0x0001ee47, 0x0001ee54, 0x0001ee57, 0x0001ee64, 0x0001ee67,
+    0x0001ee9b, 0x0001eea1, 0x0001eebb, 0x0001eef0, 0x0001eef1, 0x0001f000, 0x0001f02b, 0x0001f030, 0x0001f093,
+    0x0001f0a0, 0x0001f0ae, 0x0001f0b1, 0x0001f0f5, 0x0001f100, 0x0001f1ad, 0x0001f1e6, 0x0001f202, 0x0001f210,
+    0x0001f23b, 0x0001f240, 0x0001f248, 0x0001f250, 0x0001f251, 0x0001f260, 0x0001f265, 0x0001f300, 0x0001f6d8,
+    0x0001f6dc, 0x0001f6ec, 0x0001f6f0, 0x0001f6fc, 0x0001f700, 0x0001f7d9, 0x0001f7e0, 0x0001f7eb, 0x0001f7f0,
+    0x0001f7f0, 0x0001f800, 0x0001f80b, 0x0001f810, 0x0001f847, 0x0001f850, 0x0001f859, 0x0001f860, 0x0001f887,
+    0x0001f890, 0x0001f8ad, 0x0001f8b0, 0x0001f8bb, 0x0001f8c0, 0x0001f8c1, 0x0001f8d0, 0x0001f8d8, 0x0001f900,
+    0x0001fa57, 0x0001fa60, 0x0001fa6d, 0x0001fa70, 0x0001fa7c, 0x0001fa80, 0x0001fa8a, 0x0001fa8e, 0x0001fac8,
+    0x0001facd, 0x0001fadc, 0x0001fadf, 0x0001faea, 0x0001faef, 0x0001faf8, 0x0001fb00, 0x0001fbfa, 0x00020000,
+    0x0002a6df, 0x0002a700, 0x0002b81d, 0x0002b820, 0x0002cead, 0x0002ceb0, 0x0002ebe0, 0x0002ebf0, 0x0002ee5d,
+    0x0002f800, 0x0002fa1d, 0x00030000, 0x0003134a, 0x00031350, 0x00033479, 0x000e0100, 0x000e01ef,
+];
+#[rustfmt::skip]
+static IS_NOT_PRINT32: [u16; 120] = [
+    0x000c, 0x0027, 0x003b, 0x003e, 0x018f, 0x039e, 0x057b, 0x058b, 0x0593, 0x0596, 0x05a2, 0x05b2,
+    0x05ba, 0x0786, 0x07b1, 0x0809, 0x0836, 0x0856, 0x08f3, 0x0a04, 0x0a14, 0x0a18, 0x0e7f, 0x0eaa,
+    0x10bd, 0x1135, 0x11e0, 0x1212, 0x1287, 0x1289, 0x128e, 0x129e, 0x1304, 0x1329, 0x1331, 0x1334,
+    0x133a, 0x138a, 0x138f, 0x13b6, 0x13c1, 0x13c6, 0x13cb, 0x13d6, 0x145c, 0x1914, 0x1917, 0x1936,
+    0x1c09, 0x1c37, 0x1ca8, 0x1d07, 0x1d0a, 0x1d3b, 0x1d3e, 0x1d66, 0x1d69, 0x1d8f, 0x1d92, 0x1f11,
+    0x246f, 0x6a5f, 0x6abf, 0x6b5a, 0x6b62, 0xaff4, 0xaffc, 0xafff, 0xd455, 0xd49d, 0xd4ad, 0xd4ba,
+    0xd4bc, 0xd4c4, 0xd506, 0xd515, 0xd51d, 0xd53a, 0xd53f, 0xd545, 0xd551, 0xdaa0, 0xe007, 0xe022,
+    0xe025, 0xe6df, 0xe7e7, 0xe7ec, 0xe7ef, 0xe7ff, 0xee04, 0xee20, 0xee23, 0xee28, 0xee33, 0xee38,
+    0xee3a, 0xee48, 0xee4a, 0xee4c, 0xee50, 0xee53, 0xee58, 0xee5a, 0xee5c, 0xee5e, 0xee60, 0xee63,
+    0xee6b, 0xee73, 0xee78, 0xee7d, 0xee7f, 0xee8a, 0xeea4, 0xeeaa, 0xf0c0, 0xf0d0, 0xfac7, 0xfb93,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_matches_strconv() {
+        // Expected values from Go's strconv.Quote.
+        let cases: &[(&[u8], &str)] = &[
+            (b"", r#""""#),
+            (b"plain text", r#""plain text""#),
+            (b"say \"hi\"\\", r#""say \"hi\"\\""#),
+            (b"\x07\x08\x0c\n\r\t\x0b", r#""\a\b\f\n\r\t\v""#),
+            (b"\x00\x01\x1f\x7f", r#""\x00\x01\x1f\x7f""#),
+            ("ünïcödé ¡ÿ".as_bytes(), "\"ünïcödé ¡ÿ\""),
+            ("soft\u{ad}hyphen".as_bytes(), r#""soft\u00adhyphen""#),
+            ("\u{85}\u{a0}".as_bytes(), r#""\u0085\u00a0""#),
+            ("日本語 😀".as_bytes(), "\"日本語 😀\""),
+            (
+                "\u{200b}\u{feff}\u{2028}".as_bytes(),
+                r#""\u200b\ufeff\u2028""#,
+            ),
+            (
+                "\u{e0001}\u{10ffff}".as_bytes(),
+                r#""\U000e0001\U0010ffff""#,
+            ),
+            ("\u{fffd}".as_bytes(), "\"\u{fffd}\""),
+            (
+                b"bad \xff\xfe utf8 \xe2\x82",
+                r#""bad \xff\xfe utf8 \xe2\x82""#,
+            ),
+            (b"\xed\xa0\x80", r#""\xed\xa0\x80""#),
+            (b"\xc0\xaf", r#""\xc0\xaf""#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(go_quote(input), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn is_print_spot_checks() {
+        // Expected values from Go's strconv.IsPrint.
+        assert!(is_print(' '));
+        assert!(!is_print('\u{a0}'));
+        assert!(is_print('Ā'));
+        assert!(!is_print('\u{378}')); // unassigned, between two ranges
+        assert!(is_print('\u{1f600}'));
+        assert!(!is_print('\u{1d173}')); // musical symbol format control
+        assert!(is_print('\u{20000}'));
+        assert!(is_print('\u{e0100}')); // a variation selector: a mark, printable
+        assert!(!is_print('\u{e0001}'));
+        assert!(!is_print('\u{10ffff}'));
+        assert!(is_print('\u{fffd}'));
+    }
+
+    /// Every rune: the count, sum and an order-sensitive hash of the printable ones, as Go's
+    /// strconv.IsPrint gives them (computed with Go 1.27.3).
+    #[test]
+    fn is_print_matches_go_for_every_rune() {
+        let (mut n, mut sum, mut h) = (0u64, 0u64, 0u64);
+        for r in (0..=0x10ffffu32).filter_map(char::from_u32) {
+            if is_print(r) {
+                n += 1;
+                sum += u64::from(r);
+                h = h.wrapping_mul(1_099_511_628_211) ^ u64::from(r);
+            }
+        }
+        assert_eq!(
+            (n, sum, h),
+            (159_613, 17_258_563_829, 4_592_231_441_524_270_921)
+        );
+    }
+
+    #[test]
+    fn rfc3339_nano() {
+        assert_eq!(format_rfc3339_nano_in(0, 0, 0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339_nano_in(1_795_746_295, 704_303_344, 0),
+            "2026-11-27T02:24:55.704303344Z"
+        );
+        assert_eq!(
+            format_rfc3339_nano_in(1_795_746_295, 500_000_000, 0),
+            "2026-11-27T02:24:55.5Z"
+        );
+        assert_eq!(
+            format_rfc3339_nano_in(1_795_746_295, 10, 3600 + 1800),
+            "2026-11-27T03:54:55.00000001+01:30"
+        );
+        assert_eq!(
+            format_rfc3339_nano_in(951_782_400, 0, -5 * 3600),
+            "2000-02-28T19:00:00-05:00"
+        );
+        assert_eq!(format_rfc3339_nano_in(-1, 0, 0), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            format_rfc3339_nano_in(253_402_300_800, 0, 0),
+            "10000-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_rfc3339_nano_in(-62_167_219_201, 0, 0),
+            "-0001-12-31T23:59:59Z"
+        );
+        // No panic at the extremes.
+        let _ = format_rfc3339_nano_in(i64::MAX, 999_999_999, 0);
+        let _ = format_rfc3339_nano_in(i64::MIN, 0, -86_399);
+    }
+}
