@@ -254,7 +254,12 @@ fn explain(
             format!("{objects} different {what}s (e.g. {})", g.object)
         } else if g.object.0 == 0 {
             // Unknown address (an execution trace records none).
-            format!("a {what}")
+            let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!("{article} {what}")
         } else {
             format!("{what} {}", g.object)
         }
@@ -272,6 +277,11 @@ fn explain(
                 on("buffered channel")
             ),
         },
+        // No channel read (an execution trace alone): whether it is buffered is unknown.
+        id if id == CHAN_SEND_NO_RECEIVER.id && g.object.0 == 0 && chan.is_none() => format!(
+            "{who} send{s} on a channel and no goroutine receives (unbuffered, or buffered \
+             and full: the trace does not say)"
+        ),
         id if id == CHAN_SEND_NO_RECEIVER.id => format!(
             "{who} send{s} on {} and no goroutine receives",
             on("unbuffered channel")

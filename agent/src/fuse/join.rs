@@ -257,6 +257,18 @@ pub fn disagreements(
             probe.wait_reason
         ));
     }
+    // The trace's M is the OS thread id: a goroutine in a syscall is on the thread the probes
+    // name, and a park a uprobe saw happened on the thread the trace has it last run on.
+    let same_block = since.is_some_and(|s| s.abs_diff(t.since_mono_ns) <= slack as u64);
+    let thread_matters = t.state == GState::Syscall
+        || (t.state == GState::Waiting && probe.source == "uprobe" && same_block);
+    if let (Some(tid), Some(m), true) = (probe.tid, t.last_thread, thread_matters)
+        && u64::from(tid) != m
+    {
+        out.push(format!(
+            "thread: the trace has it last on thread {m}, the probes on thread {tid}"
+        ));
+    }
     if let Some(s) = since
         && !t.since_before_trace
         && !probe.blocked_before_attach
@@ -389,6 +401,20 @@ mod tests {
             end,
         );
         assert!(d[0].contains("Running"), "{d:?}");
+        // The same park, seen on two threads.
+        let on_42 = TraceView {
+            last_thread: Some(42),
+            ..view(GState::Waiting, 1_500_000_000)
+        };
+        let p = ProbeView {
+            tid: Some(43),
+            ..probe("uprobe", "chan receive", 1_499_990_000)
+        };
+        let d = disagreements(Some(&on_42), &p, start, end);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("thread:"), "{d:?}");
+        let p = ProbeView { tid: Some(42), ..p };
+        assert!(disagreements(Some(&on_42), &p, start, end).is_empty());
         // Blocked after the trace ended: nothing to compare.
         assert!(
             disagreements(
