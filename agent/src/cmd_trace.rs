@@ -107,7 +107,7 @@ fn read_trace(path: &Path, source: &str, stamps: bool) -> Result<fuse::offline::
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let facts = fuse::offline::read_trace(std::io::BufReader::new(f), source, stamps)
         .with_context(|| format!("reading the execution trace {}", path.display()))?;
-    if let Some(w) = &facts.summary.truncated {
+    if let Some(w) = &facts.truncated {
         eprintln!("blockprobe: warning: {w}");
     }
     Ok(facts)

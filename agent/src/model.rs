@@ -179,7 +179,7 @@ fn wait_objects(g: &Goroutine) -> crate::scan::Chans {
 }
 
 /// Records that `goid` did `op` on `obj`, within the bounds.
-fn note_party(parties: &mut FxHashMap<u64, Vec<Party>>, obj: u64, goid: u64, op: Op) {
+pub fn note_party(parties: &mut FxHashMap<u64, Vec<Party>>, obj: u64, goid: u64, op: Op) {
     if obj == 0 || (parties.len() >= MAX_PARTY_OBJECTS && !parties.contains_key(&obj)) {
         return;
     }
@@ -257,10 +257,6 @@ impl Model {
                         note_party(&mut self.parties, o, ev.peer_goid, complement(op));
                     }
                 }
-                let g = self
-                    .goroutines
-                    .get_mut(&ev.goid)
-                    .unwrap_or_else(|| unreachable!());
                 g.parked_at_ns = None;
                 g.parked_before_attach = false;
                 g.observed_by_scan = false;

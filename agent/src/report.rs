@@ -62,6 +62,14 @@ pub struct BlockedGoroutine {
     pub source: &'static str,
 }
 
+impl BlockedGoroutine {
+    /// The objects it waits on: its channels (a select waits on several), else its object.
+    pub fn waited_on(&self) -> impl Iterator<Item = u64> + '_ {
+        let own = self.wait_chans.is_empty().then_some(self.object.0);
+        self.wait_chans.iter().map(|c| c.0).chain(own)
+    }
+}
+
 /// A goroutine inside a system call or a cgo call (`_Gsyscall`), joined with its OS thread as
 /// the scheduler tracepoints see it.
 #[derive(Debug, Clone, Serialize)]
@@ -257,7 +265,6 @@ impl Report {
                     sc.cpu_ns_max as f64 / 1e6
                 );
             }
-            None if self.mode == "trace" => {}
             None => {
                 let _ = writeln!(out, "mode: {}, probes: {}", self.mode, probes.join(" "));
             }

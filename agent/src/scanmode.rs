@@ -204,11 +204,8 @@ impl ScanLoop {
                     .collect(),
             );
         }
-        let listed: Vec<(u64, u64, u64, bool)> = listed
-            .iter()
-            .map(|&(g, pc, p, r, _)| (g, pc, p, r))
-            .collect();
-        self.busy.observe(now, &listed, &samples);
+        let listed = listed.iter().map(|&(g, pc, p, r, _)| (g, pc, p, r));
+        self.busy.observe(now, listed, &samples);
     }
 
     /// Folds a census into the global-deadlock watch; reports a program that has been stuck
@@ -314,13 +311,18 @@ impl ScanLoop {
             .filter_map(|&goid| model.get(goid).map(|g| (goid, g.g_addr, sched)))
             .collect();
         let mem = ProcessMemory::new(pid);
-        for goid in &changes.blocked {
-            if let Some(g) = model.get(*goid)
-                && ctx.bin.wait_reason(g.reason) == "chan send"
-                && let Some(&c) = g.wait_chans.first()
-            {
-                self.chans.note(&mem, &ctx.bin.layout.hchan, c);
-            }
+        // The channels of the new sends, read in one batch.
+        let mut sends: Vec<u64> = changes
+            .blocked
+            .iter()
+            .filter_map(|goid| model.get(*goid))
+            .filter(|g| ctx.bin.wait_reason(g.reason) == "chan send")
+            .filter_map(|g| g.wait_chans.first().copied())
+            .collect();
+        if !sends.is_empty() {
+            sends.sort_unstable();
+            sends.dedup();
+            self.chans.note_many(&mem, &ctx.bin.layout.hchan, &sends);
         }
         // The GC may shrink (move) a parked goroutine's stack under the walk (src/runtime/
         // stack.go, shrinkstack, which also rewrites g.sched), so a walk counts only if g.sched

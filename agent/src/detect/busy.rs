@@ -58,10 +58,10 @@ impl BusyTracker {
     pub fn observe(
         &mut self,
         now_ns: u64,
-        listed: &[(u64, u64, u64, bool)],
+        listed: impl Iterator<Item = (u64, u64, u64, bool)> + Clone,
         samples: &FxHashMap<u64, Sample>,
     ) {
-        for &(goid, gopc, parent_goid, running) in listed {
+        for (goid, gopc, parent_goid, running) in listed.clone() {
             if (!running || self.seen.len() >= MAX_TRACKED) && !self.seen.contains_key(&goid) {
                 continue;
             }
@@ -92,7 +92,7 @@ impl BusyTracker {
             }
         }
         // Goroutines gone from the scan have exited.
-        let listed: rustc_hash::FxHashSet<u64> = listed.iter().map(|l| l.0).collect();
+        let listed: rustc_hash::FxHashSet<u64> = listed.map(|l| l.0).collect();
         self.seen.retain(|g, _| listed.contains(g));
     }
 
@@ -142,14 +142,14 @@ mod tests {
             if i % 4 == 0 {
                 samples.insert(3, sample(true)); // polls now and then
             }
-            t.observe(i * 100, &listed, &samples);
+            t.observe(i * 100, listed.iter().copied(), &samples);
         }
         let spin = t.spinning();
         assert_eq!(spin.len(), 1);
         assert_eq!(spin[0].0, 1);
         assert_eq!(spin[0].1.site, Some(("main.spin".into(), "/a.go:7".into())));
         // Exited goroutines are forgotten.
-        t.observe(900, &[(2, 0x20, 1, true)], &FxHashMap::default());
+        t.observe(900, [(2, 0x20, 1, true)].into_iter(), &FxHashMap::default());
         assert!(t.spinning().is_empty());
     }
 }

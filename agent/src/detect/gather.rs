@@ -72,11 +72,9 @@ pub fn findings(
                 crate::detect::graph::Op::Any
             };
             for &goid in owners.iter().filter(|&&o| o != 0) {
-                let p = crate::detect::graph::Party { goid, op };
-                let list = parties.entry(obj).or_default();
-                if !list.contains(&p) {
-                    list.push(p);
-                }
+                // Within the model's bounds, which reach's own (MAX_OWNERS owners of at most
+                // MAX_CANDIDATES objects) keep below.
+                crate::model::note_party(&mut parties, obj, goid, op);
             }
         }
         referenced = reach.referenced();

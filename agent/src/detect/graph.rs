@@ -119,13 +119,8 @@ impl WaitGraph {
         let mut edges: FxHashMap<u64, Vec<Edge>> = FxHashMap::default();
         for g in blocked.iter().filter(|g| stuck(g)) {
             let ops = serving_ops(&g.wait_reason, g.object_kind);
-            let objects: Vec<u64> = if g.wait_chans.is_empty() {
-                vec![g.object.0]
-            } else {
-                g.wait_chans.iter().map(|c| c.0).collect()
-            };
             let mut out: Vec<Edge> = Vec::new();
-            for o in objects.into_iter().filter(|&o| o != 0) {
+            for o in g.waited_on().filter(|&o| o != 0) {
                 let observed = input.parties.get(&o).into_iter().flatten();
                 let inferred = input.inferred_parties.get(&o).into_iter().flatten();
                 for p in observed.chain(inferred) {

@@ -20,7 +20,8 @@ pub struct ChanCache {
 const MAX_CHANS: usize = 16_384;
 
 impl ChanCache {
-    /// [`ChanCache::note`] for many channels, in batched reads.
+    /// Reads `runtime.hchan` (qcount, dataqsiz, closed, timer) of each of `chans` not known
+    /// yet, in batched reads.
     pub fn note_many(&mut self, mem: &ProcessMemory, layout: &HchanLayout, chans: &[u64]) {
         let want: Vec<u64> = chans
             .iter()
@@ -46,11 +47,6 @@ impl ChanCache {
                 self.chans.insert(c, state);
             }
         }
-    }
-
-    /// Reads `runtime.hchan` of `chan` (qcount, dataqsiz, closed, timer) unless already known.
-    pub fn note(&mut self, mem: &ProcessMemory, layout: &HchanLayout, chan: u64) {
-        self.note_many(mem, layout, &[chan]);
     }
 }
 

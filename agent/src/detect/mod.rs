@@ -194,14 +194,8 @@ pub const MAX_OBJECTS: usize = 16;
 /// Whether a channel wait may still be served: a timer's channel, or a channel referenced by
 /// someone else.
 fn may_be_served(g: &BlockedGoroutine, input: &Input<'_>) -> bool {
-    let chans: Vec<u64> = if g.wait_chans.is_empty() {
-        vec![g.object.0]
-    } else {
-        g.wait_chans.iter().map(|c| c.0).collect()
-    };
-    chans
-        .iter()
-        .any(|c| input.referenced.contains(c) || input.chans.get(c).is_some_and(|s| s.timer))
+    g.waited_on()
+        .any(|c| input.referenced.contains(&c) || input.chans.get(&c).is_some_and(|s| s.timer))
 }
 
 /// The pattern of one blocked goroutine on its own, and the confidence of that verdict.

@@ -5,17 +5,9 @@
 use serde_json::{Value, json};
 
 use super::Finding;
-use super::patterns::{self, Severity};
+use super::patterns;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
-
-fn level(s: Severity) -> &'static str {
-    match s {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-        Severity::Note => "note",
-    }
-}
 
 /// "file:line" → (file, line), as reports write locations.
 fn split_location(loc: &str) -> Option<(&str, u64)> {
@@ -57,7 +49,7 @@ pub fn sarif(findings: &[Finding], root: Option<&str>) -> Value {
                 "name": p.slug,
                 "shortDescription": { "text": p.name },
                 "helpUri": format!("docs/patterns.md#{}-{}", p.id.to_lowercase(), p.slug),
-                "defaultConfiguration": { "level": level(p.severity) },
+                "defaultConfiguration": { "level": p.severity.word() },
             })
         })
         .collect();
@@ -66,7 +58,7 @@ pub fn sarif(findings: &[Finding], root: Option<&str>) -> Value {
         .map(|f| {
             let mut r = json!({
                 "ruleId": f.pattern,
-                "level": level(f.severity),
+                "level": f.severity.word(),
                 "message": { "text": format!(
                     "{}: {} (goroutine{} {})",
                     f.name,

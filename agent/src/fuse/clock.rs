@@ -39,11 +39,6 @@ impl Alignment {
     pub fn to_mono(&self, trace_ns: i64) -> i64 {
         trace_ns.saturating_add(self.offset_ns)
     }
-
-    /// CLOCK_MONOTONIC ns to trace time (ns).
-    pub fn to_trace(&self, mono_ns: i64) -> i64 {
-        mono_ns.saturating_sub(self.offset_ns)
-    }
 }
 
 /// One clock snapshot: the trace time (ns) and CLOCK_MONOTONIC (ns) read together.
@@ -213,7 +208,6 @@ mod tests {
         assert_eq!(a.offset_ns, 36);
         assert_eq!(a.residual_ns, Some(64));
         assert_eq!(a.to_mono(5), 41);
-        assert_eq!(a.to_trace(41), 5);
         assert!(from_snapshots(&[], 64).is_none());
     }
 

@@ -3,7 +3,7 @@
 //! The body streams into a file: a trace can be hundreds of megabytes, and the parser reads it
 //! one generation at a time.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -100,10 +100,20 @@ pub fn fetch(url: &str, out: &Path) -> Result<Fetched, FetchError> {
     let file = std::fs::File::create(out).map_err(write)?;
     let mut w = std::io::BufWriter::new(file);
     let mut reader = body.into_reader();
-    let bytes = std::io::copy(&mut reader, &mut w).map_err(|e| match e.kind() {
-        std::io::ErrorKind::Other | std::io::ErrorKind::TimedOut => http(ureq::Error::Io(e)),
-        _ => write(e),
-    })?;
+    // Copied by hand rather than with io::copy, so that a failed read (the connection) and a
+    // failed write (the disk) are told apart in the error.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(http(ureq::Error::Io(e))),
+        };
+        w.write_all(&buf[..n]).map_err(write)?;
+        bytes += n as u64;
+    }
     w.flush().map_err(write)?;
     tracing::debug!(bytes, secs = t0.elapsed().as_secs_f64(), "trace fetched");
     Ok(Fetched {

@@ -4,7 +4,7 @@
 //! goroutines alive, not the trace's length; stacks are shared (one `Arc` per distinct stack
 //! of a generation) and their strings interned.
 //!
-//! Pure: it takes [`Change`]s, made from parsed events by [`super::offline::changes`], so it
+//! Pure: it takes [`Change`]s, made from parsed events by `super::offline::read_trace`, so it
 //! is tested on hand-made sequences.
 
 use std::collections::VecDeque;
@@ -86,9 +86,9 @@ pub struct History {
     pub state: GState,
     /// Since when it is in `state` (trace ns).
     pub since_ns: i64,
-    /// It existed when the trace began: creation unknown, and `since_ns` of its first state
-    /// is the trace's start (a lower bound).
-    pub before_trace: bool,
+    /// In `state` since the trace began (its status at the trace's start, unchanged since):
+    /// `since_ns` is the trace's start, a lower bound.
+    pub since_trace_start: bool,
     pub created_ns: Option<i64>,
     pub creator: Option<u64>,
     /// The creator's stack at the `go` statement.
@@ -113,7 +113,7 @@ impl History {
             goid,
             state: GState::Unknown,
             since_ns: time,
-            before_trace: false,
+            since_trace_start: false,
             created_ns: None,
             creator: None,
             creation_stack: None,
@@ -150,7 +150,6 @@ pub struct Histories {
     pub first_ns: Option<i64>,
     pub last_ns: i64,
     pub exited: u64,
-    pub changes: u64,
     /// Blocked goroutines per site, sampled every [`SAMPLE_EVERY_NS`] of trace time.
     pub samples: crate::detect::growth::Samples<Site>,
     last_sample_ns: Option<i64>,
@@ -159,7 +158,6 @@ pub struct Histories {
 impl Histories {
     /// Folds one change in.
     pub fn apply(&mut self, c: Change) {
-        self.changes += 1;
         self.tick(c.time);
         let first = *self.first_ns.get_or_insert(c.time);
         let h = self
@@ -188,7 +186,7 @@ impl Histories {
             (GState::Unknown, to) => {
                 // GoStatus at a generation's start: only the first one says anything new.
                 if h.state == GState::Unknown {
-                    h.before_trace = h.created_ns.is_none();
+                    h.since_trace_start = h.created_ns.is_none();
                     h.state = to;
                     h.since_ns = first;
                     if to == GState::Waiting {
@@ -231,6 +229,7 @@ impl Histories {
         }
         h.state = c.to;
         h.since_ns = c.time;
+        h.since_trace_start = false;
     }
 
     /// The trace's clock moved on (every event, not only goroutine changes).
@@ -406,8 +405,8 @@ mod tests {
         assert_eq!(g.unblock_count, 1);
         assert_eq!(g.unblocks[0].by, Some(1));
         assert_eq!(g.last_run_ns, Some(70));
-        assert!(!g.before_trace);
-        assert!(h.live[&1].before_trace);
+        assert!(!g.since_trace_start);
+        assert!(h.live[&1].since_trace_start);
         h.apply(change(7, 80, Waiting, NotExist));
         assert!(!h.live.contains_key(&7));
         assert_eq!(h.exited, 1);

@@ -184,10 +184,7 @@ pub fn trace_view(h: &History, clock: &Alignment, end_ns: i64) -> TraceView {
         state: h.state,
         since_mono_ns: clock.to_mono(h.since_ns),
         in_state_ns: end_ns.saturating_sub(h.since_ns).max(0) as u64,
-        since_before_trace: h.before_trace
-            && h.created_ns.is_none()
-            && h.unblock_count == 0
-            && h.last_run_ns.is_none(),
+        since_before_trace: h.since_trace_start,
         block_reason: h.block_reason.clone().filter(|r| waiting && !r.is_empty()),
         wait_reason: h.wait_reason.clone().filter(|_| waiting),
         stack,

@@ -36,7 +36,7 @@ pub struct TraceSummary {
     /// The trace ended inside a generation: what was read, and what was lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
-    /// How trace time maps onto CLOCK_MONOTONIC (the probes' clock), when probes were joined.
+    /// How trace time maps onto CLOCK_MONOTONIC (the probes' clock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock: Option<clock::Alignment>,
     /// The trace's first and last event on CLOCK_MONOTONIC.
@@ -165,8 +165,7 @@ fn attach_views(
     probes: Vec<Option<join::ProbeView>>,
 ) {
     let hs = &facts.histories;
-    let mut summary = offline::summary(facts, &alignment);
-    summary.clock = Some(alignment.clone());
+    let summary = offline::summary(facts, &alignment);
     let mut disagreeing = 0;
     for (f, probe) in report.findings.iter_mut().zip(probes) {
         let (Some(&goid), Some(probe)) = (f.goroutines.first(), probe) else {

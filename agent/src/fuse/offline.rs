@@ -6,9 +6,7 @@
 //! other holders) are out of reach and the report says so; lone waits are grouped by blocking
 //! site and creation site, as live mode groups them.
 
-use std::cell::Cell;
 use std::io::Read;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -40,7 +38,15 @@ const MAX_STAMPS: usize = 1 << 20;
 /// Everything read from one trace.
 pub struct TraceFacts {
     pub histories: Histories,
-    pub summary: TraceSummary,
+    /// The file read, or the URL it was fetched from.
+    pub source: String,
+    /// The trace format, as its header names it (`go 1.25 trace`).
+    pub format: String,
+    pub bytes: u64,
+    pub events: u64,
+    pub generations: u64,
+    /// The trace ended inside a generation: what was read, and what was lost.
+    pub truncated: Option<String>,
     pub snapshots: Vec<Snapshot>,
     /// Block and unblock transitions (trace ns), kept when asked for.
     pub stamps: Vec<Stamp>,
@@ -111,32 +117,22 @@ fn id(v: i64) -> Option<u64> {
 /// Reads a trace to its end (or to its last complete generation). `keep_stamps` keeps the
 /// block/unblock transitions for aligning with probe events.
 pub fn read_trace(r: impl Read, source: &str, keep_stamps: bool) -> Result<TraceFacts, TraceError> {
-    let bytes = Rc::new(Cell::new(0u64));
-    let counted = Counted {
-        inner: r,
-        bytes: bytes.clone(),
-    };
-    let mut reader = Reader::new(counted)?;
+    let mut reader = Reader::new(r)?;
     let format = format!("{} trace", reader.version());
     let mut hs = Histories::default();
     let mut stacks = Stacks::default();
-    let (mut events, mut generations) = (0u64, 0u64);
+    let mut events = 0u64;
     let mut snapshots = Vec::new();
     let mut stamps = Vec::new();
     let mut tick_ns = 64u64;
     while let Some(ev) = reader.read_event()? {
         events += 1;
-        let time = ev.time();
-        hs.tick(time);
         match ev.kind() {
             EventKind::Sync => {
+                hs.tick(ev.time());
                 // Stack ids restart with each generation.
                 stacks.by_id.clear();
                 let sync = ev.sync();
-                // The last Sync closes the trace; the others open a generation.
-                if sync.tick_ns.is_some() {
-                    generations += 1;
-                }
                 if let Some(cs) = sync.clock_snapshot {
                     snapshots.push(Snapshot {
                         trace_ns: cs.trace,
@@ -149,6 +145,7 @@ pub fn read_trace(r: impl Read, source: &str, keep_stamps: bool) -> Result<Trace
             }
             EventKind::StateTransition => {
                 let Some(c) = change(&ev, &mut stacks) else {
+                    hs.tick(ev.time());
                     continue;
                 };
                 if keep_stamps && stamps.len() < MAX_STAMPS {
@@ -165,31 +162,20 @@ pub fn read_trace(r: impl Read, source: &str, keep_stamps: bool) -> Result<Trace
                         });
                     }
                 }
+                // Moves the clock on too.
                 hs.apply(c);
             }
-            _ => {}
+            _ => hs.tick(ev.time()),
         }
     }
-    let truncated = reader.warning().map(str::to_string);
-    let bytes = bytes.get();
-    let start = hs.first_ns.unwrap_or(0);
-    let summary = TraceSummary {
-        source: source.to_string(),
-        format,
-        bytes,
-        events,
-        generations,
-        span_ns: hs.span_ns(),
-        goroutines_alive: hs.live.len(),
-        goroutines_exited: hs.exited,
-        truncated,
-        clock: None,
-        start_mono_ns: start,
-        end_mono_ns: hs.last_ns,
-    };
     Ok(TraceFacts {
         histories: hs,
-        summary,
+        source: source.to_string(),
+        format,
+        bytes: reader.bytes_read(),
+        events,
+        generations: reader.generations(),
+        truncated: reader.warning().map(str::to_string),
         snapshots,
         stamps,
         tick_ns,
@@ -221,20 +207,6 @@ fn change(ev: &Event, stacks: &mut Stacks) -> Option<Change> {
         stack,
         creator_stack,
     })
-}
-
-/// A reader that counts what it read.
-struct Counted<R> {
-    inner: R,
-    bytes: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.set(self.bytes.get() + n as u64);
-        Ok(n)
-    }
 }
 
 /// Whether a goroutine belongs to the runtime (GC workers, the finalizer, the trace reader...),
@@ -339,7 +311,7 @@ pub fn blocked(hs: &Histories) -> Blocked {
             object: Hex(0),
             parked_in,
             tid: 0,
-            blocked_before_attach: h.before_trace && h.block_count == 0,
+            blocked_before_attach: h.since_trace_start,
             wait_chans: Default::default(),
             created_by: h.go_statement().map(|(function, location)| CreationSite {
                 function,
@@ -397,10 +369,18 @@ pub fn align(facts: &TraceFacts, probe: &[Stamp]) -> clock::Alignment {
 pub fn summary(facts: &TraceFacts, alignment: &clock::Alignment) -> TraceSummary {
     let hs = &facts.histories;
     TraceSummary {
+        source: facts.source.clone(),
+        format: facts.format.clone(),
+        bytes: facts.bytes,
+        events: facts.events,
+        generations: facts.generations,
+        span_ns: hs.span_ns(),
+        goroutines_alive: hs.live.len(),
+        goroutines_exited: hs.exited,
+        truncated: facts.truncated.clone(),
+        clock: Some(alignment.clone()),
         start_mono_ns: alignment.to_mono(hs.first_ns.unwrap_or(0)),
         end_mono_ns: alignment.to_mono(hs.last_ns),
-        clock: Some(alignment.clone()),
-        ..facts.summary.clone()
     }
 }
 
@@ -583,8 +563,8 @@ mod tests {
         let bytes = captured("orphanrecv-go1.27.trace");
         // One generation: cut inside it, nothing is complete, and the report says so.
         let facts = read_trace(&bytes[..bytes.len() - 100], "cut", false).expect("no error");
-        assert!(facts.summary.truncated.is_some());
-        assert_eq!(facts.summary.generations, 0);
+        assert!(facts.truncated.is_some());
+        assert_eq!(facts.generations, 0);
         assert!(facts.histories.live.is_empty());
         for cut in (0..bytes.len()).step_by(97) {
             // Never a panic, whatever the cut.
