@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, attach_for, kv, prepare, source_line};
+use blockprobe_tests::{Proc, Scratch, attach_for, kv, open_findings, prepare, source_line};
 use serde_json::Value;
 
 fn run(go_minor: &str, variant: &str) {
@@ -126,12 +126,7 @@ fn run(go_minor: &str, variant: &str) {
         0,
         "{report:#}"
     );
-    let open: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["allowed"] != true)
-        .collect();
+    let open = open_findings(&report);
     assert!(open.is_empty(), "{open:#?}");
 }
 

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blockprobe_tests::{Proc, Scratch, blockprobe_bin, kv, prepare, read_report, source_line};
+use blockprobe_tests::{
+    Proc, Scratch, blockprobe_bin, ends_with, kv, prepare, read_report, source_line, start_ready,
+};
 use serde_json::Value;
 
 #[path = "schema.rs"]
@@ -33,10 +35,8 @@ struct Pipeline {
 /// Runs `attach` with `--trace-from` against the fixture; the pipeline it started, and the
 /// report.
 fn attach_with_trace(fixture: &Path, scratch: &Scratch, extra: &[&str]) -> (Pipeline, Value) {
-    let mut target = Proc::spawn(&mut Command::new(fixture)).expect("start fixture");
-    let ready = target
-        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
-        .expect("fixture ready");
+    let mut target = start_ready(fixture);
+    let ready = target.stdout_seen.last().cloned().expect("the ready line");
     let url = format!("http://{}/debug/pprof/trace?seconds=2", kv(&ready, "addr"));
     let report = scratch.path("report.json");
     let mut agent = Proc::spawn(
@@ -105,12 +105,7 @@ fn check_worker_finding(report: &Value, p: &Pipeline) -> Value {
     let t = &fused["trace"];
     assert_eq!(t["state"], "waiting", "{t:#}");
     assert_eq!(t["block_reason"], "chan receive", "{t:#}");
-    assert!(
-        t["created_at"]
-            .as_str()
-            .is_some_and(|l| l.ends_with(&line("GO:worker"))),
-        "{t:#}"
-    );
+    assert!(ends_with(&t["created_at"], &line("GO:worker")), "{t:#}");
     assert_eq!(t["unblock_count"], 5, "{t:#}");
     let unblocked = t["unblocked"].as_array().unwrap();
     assert_eq!(unblocked.len(), 5, "{t:#}");
@@ -246,10 +241,7 @@ fn an_unreachable_trace_endpoint_is_a_warning() {
         return;
     };
     let scratch = Scratch::new("fusion-unreachable");
-    let mut target = Proc::spawn(&mut Command::new(fixture)).expect("start fixture");
-    target
-        .expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
-        .expect("fixture ready");
+    let target = start_ready(&fixture);
     let report = scratch.path("report.json");
     let out = Command::new(blockprobe_bin())
         .args([

@@ -33,7 +33,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use blockprobe_tests::{Scratch, blockprobe_bin, fixture, go_version_for, in_ci, workspace_root};
+use blockprobe_tests::gofixtures::xorshift;
+use blockprobe_tests::{
+    Scratch, blockprobe_bin, go_version_for, prepare_fixture, skip_or_fail, workspace_root,
+};
 use serde_json::{Value, json};
 
 #[path = "gotrace/dumps.rs"]
@@ -53,19 +56,11 @@ const DUMP_TIMEOUT: Duration = Duration::from_secs(300);
 // ---------------------------------------------------------------------------------------------
 // The environment: oracle, fixture, blockprobe.
 
-/// Prints why a test cannot run (outside CI), or fails (under CI=true).
-fn unavailable(why: &str) {
-    if in_ci() {
-        panic!("CI=true and this Go trace test cannot run: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
 /// A scratch directory `name` for a test that runs trace-dump, or None when trace-dump is
-/// unavailable (the test then ends, as [`unavailable`] says).
+/// unavailable (the test then ends, as [`skip_or_fail`] says).
 fn trace_dump_scratch(name: &str) -> Option<Scratch> {
     if let Err(why) = trace_dump() {
-        unavailable(&why);
+        skip_or_fail(&why);
         return None;
     }
     Some(Scratch::new(name))
@@ -73,7 +68,8 @@ fn trace_dump_scratch(name: &str) -> Option<Scratch> {
 
 /// The `trace` tool of Go 1.27.3, what `go tool trace` runs. The toolchain ships no prebuilt
 /// `pkg/tool/.../trace` (the go command builds it on first use), so it is built here once, from
-/// that toolchain's own `cmd/trace`, into target/gotrace-oracle/.
+/// that toolchain's own `cmd/trace`, into target/gotrace-oracle/ (where `cargo xtask bench
+/// --only trace` builds it too, the same way: either serves both).
 fn oracle() -> Result<PathBuf, String> {
     static TOOL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     TOOL.get_or_init(|| {
@@ -143,22 +139,6 @@ fn trace_dump() -> Result<PathBuf, String> {
         }
     })
     .clone()
-}
-
-/// The tracegen fixture built by Go `minor` (`cargo xtask fixtures --all-go`).
-fn tracegen(minor: &str) -> Result<PathBuf, String> {
-    let version = go_version_for(minor).ok_or_else(|| {
-        format!("no fixtures built with Go {minor} (run `cargo xtask fixtures --all-go`)")
-    })?;
-    let path = fixture(&version, "default", "tracegen");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "fixture {} is missing (run `cargo xtask fixtures --all-go`)",
-            path.display()
-        ))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,16 +232,6 @@ fn keep(trace: &Path, name: &str) -> PathBuf {
     dst
 }
 
-/// A small deterministic generator (xorshift64): the same mutations on every run.
-fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
-    move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The oracle test, per Go version.
 
@@ -317,16 +287,20 @@ fn check_coverage(t: &Tally, gens: usize, minor: &str) {
 }
 
 fn oracle_test(minor: &str) {
-    let env = [oracle().err(), trace_dump().err(), tracegen(minor).err()];
+    let env = [oracle().err(), trace_dump().err()];
     let why: Vec<String> = env.into_iter().flatten().collect();
     if !why.is_empty() {
-        unavailable(&why.join("; "));
+        skip_or_fail(&why.join("; "));
         return;
     }
+    // The tracegen fixture built by Go `minor` (`cargo xtask fixtures --all-go`).
+    let Some(tracegen) = prepare_fixture(minor, "default", "tracegen") else {
+        return;
+    };
     let scratch = Scratch::new(&format!("gotrace-{minor}"));
     let trace = scratch.path("stress.trace");
     let made = run(
-        Command::new(tracegen(minor).expect("checked"))
+        Command::new(tracegen)
             .arg("-out")
             .arg(&trace)
             .args(["-mode", "stress"]),
@@ -606,7 +580,8 @@ fn capture_small_traces() {
     std::fs::create_dir_all(data_dir()).expect("create tests/data/gotrace");
     let scratch = Scratch::new("gotrace-capture");
     for minor in MINORS {
-        let bin = tracegen(minor).unwrap_or_else(|e| panic!("{e}"));
+        let bin = prepare_fixture(minor, "default", "tracegen")
+            .unwrap_or_else(|| panic!("no tracegen fixture for Go {minor} (see above)"));
         let trace = data_dir().join(format!("go{minor}.trace"));
         let small = (0..5).any(|_| {
             let ran = run(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use blockprobe_tests::{
     Proc, Scratch, attach_for, blockprobe_bin, ends_with, kv, open_findings, prepare, read_report,
-    source_line,
+    source_line, source_line_in,
 };
 use serde_json::Value;
 
@@ -68,6 +68,29 @@ fn run(fixture: &Path, scratch: &Scratch, case: &str, ok: bool, extra: &[&str]) 
         report,
         events: std::fs::read_to_string(&events).unwrap_or_default(),
     }
+}
+
+/// A negative case's run: no open finding, exit status 0 (`what` names it in a failure).
+fn assert_clean(r: &Ran, what: &str) {
+    assert_eq!(
+        open_findings(&r.report).len(),
+        0,
+        "{what}: {:#}",
+        r.report["findings"]
+    );
+    assert_eq!(r.code, Some(0), "{what}: {}", r.stderr);
+}
+
+/// The goroutine ids that the ready line gives for `keys`, in the keys' order.
+fn ready_ids(ready: &str, keys: &[&str]) -> Vec<u64> {
+    keys.iter().map(|k| kv(ready, k).parse().unwrap()).collect()
+}
+
+/// [`ready_ids`], sorted (as [`goids`]).
+fn sorted_ready_ids(ready: &str, keys: &[&str]) -> Vec<u64> {
+    let mut v = ready_ids(ready, keys);
+    v.sort_unstable();
+    v
 }
 
 fn goids(f: &Value) -> Vec<u64> {
@@ -251,26 +274,12 @@ fn leak_growth(fixture: &Path, scratch: &Scratch) {
         pos.report["findings"]
     );
     let neg = run(fixture, scratch, "leakgrowth", true, &[]);
-    assert_eq!(
-        open_findings(&neg.report).len(),
-        0,
-        "{:#}",
-        neg.report["findings"]
-    );
-    assert_eq!(neg.code, Some(0), "{}", neg.stderr);
+    assert_clean(&neg, "leakgrowth -ok");
 }
 
 fn check(want: &Want, ready: &str, report: &Value) {
     let ctx = || format!("{}: {report:#}", want.case);
-    let expected: Vec<u64> = {
-        let mut v: Vec<u64> = want
-            .goroutines
-            .iter()
-            .map(|k| kv(ready, k).parse().unwrap())
-            .collect();
-        v.sort_unstable();
-        v
-    };
+    let expected = sorted_ready_ids(ready, want.goroutines);
     let f = open_findings(report)
         .into_iter()
         .find(|f| f["pattern"] == want.pattern && goids(f) == expected)
@@ -295,12 +304,7 @@ fn check(want: &Want, ready: &str, report: &Value) {
         .as_array()
         .map(|c| c.iter().map(|l| l["goid"].as_u64().unwrap()).collect())
         .unwrap_or_default();
-    let want_chain: Vec<u64> = want
-        .chain
-        .iter()
-        .map(|k| kv(ready, k).parse().unwrap())
-        .collect();
-    assert_eq!(chain, want_chain, "{f:#}");
+    assert_eq!(chain, ready_ids(ready, want.chain), "{f:#}");
     assert!(!f["explanation"].as_str().unwrap_or("").is_empty());
 }
 
@@ -315,26 +319,13 @@ fn positives_and_negatives(go_minor: &str) {
         check(want, &pos.ready, &pos.report);
 
         let neg = run(&fixture, &scratch, want.case, true, &[]);
-        assert_eq!(
-            open_findings(&neg.report).len(),
-            0,
-            "{} -ok: {:#}",
-            want.case,
-            neg.report["findings"]
-        );
-        assert_eq!(neg.code, Some(0), "{} -ok: {}", want.case, neg.stderr);
+        assert_clean(&neg, &format!("{} -ok", want.case));
     }
     leak_growth(&fixture, &scratch);
     // BP15's positive needs a live target (who holds the lock: see `live_graph`); its negative
     // runs here with the others.
     let neg = run(&fixture, &scratch, "mixed", true, &[]);
-    assert_eq!(
-        open_findings(&neg.report).len(),
-        0,
-        "{:#}",
-        neg.report["findings"]
-    );
-    assert_eq!(neg.code, Some(0), "{}", neg.stderr);
+    assert_clean(&neg, "mixed -ok");
 }
 
 fn global_deadlock(go_minor: &str) {
@@ -367,21 +358,10 @@ fn global_deadlock(go_minor: &str) {
         .into_iter()
         .find(|f| f["pattern"] == "BP00")
         .unwrap_or_else(|| panic!("{:#}", r.report));
-    let mut want: Vec<u64> = ["gmain", "gworker"]
-        .iter()
-        .map(|k| kv(&r.ready, k).parse().unwrap())
-        .collect();
-    want.sort_unstable();
-    assert_eq!(goids(f), want);
+    assert_eq!(goids(f), sorted_ready_ids(&r.ready, &["gmain", "gworker"]));
 
     let ok = run(&fixture, &scratch, "globaldeadlock", true, &[]);
-    assert_eq!(
-        open_findings(&ok.report).len(),
-        0,
-        "{:#}",
-        ok.report["findings"]
-    );
-    assert_eq!(ok.code, Some(0));
+    assert_clean(&ok, "globaldeadlock -ok");
 }
 
 /// `attach` to a case held for a while; the report.
@@ -414,13 +394,8 @@ fn live_graph(go_minor: &str) {
         .into_iter()
         .find(|f| f["pattern"] == "BP15")
         .unwrap_or_else(|| panic!("no BP15: {report:#}"));
-    let mut want: Vec<u64> = chain
-        .iter()
-        .map(|k| kv(&ready, k).parse().unwrap())
-        .collect();
-    let order = want.clone();
-    want.sort_unstable();
-    assert_eq!(goids(f), want);
+    let order = ready_ids(&ready, &chain);
+    assert_eq!(goids(f), sorted_ready_ids(&ready, &chain));
     let got: Vec<u64> = f["chain"]
         .as_array()
         .unwrap()
@@ -443,12 +418,7 @@ fn live_graph(go_minor: &str) {
         .into_iter()
         .find(|f| f["pattern"] == "BP11")
         .unwrap_or_else(|| panic!("no BP11: {report:#}"));
-    let mut want: Vec<u64> = ["g1", "g2"]
-        .iter()
-        .map(|k| kv(&ready, k).parse().unwrap())
-        .collect();
-    want.sort_unstable();
-    assert_eq!(goids(f), want);
+    assert_eq!(goids(f), sorted_ready_ids(&ready, &["g1", "g2"]));
     assert_eq!(f["chain"].as_array().map_or(0, Vec::len), 2, "{f:#}");
 
     // Idling correctly: nothing to report.
@@ -466,9 +436,7 @@ fn test_binary(go_minor: &str) {
         return;
     };
     let scratch = Scratch::new(&format!("patterns-gotest-{go_minor}"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gotestleak/leak_test.go");
-    let text = std::fs::read_to_string(&src).unwrap();
-    let line_of = |m: &str| text.lines().position(|l| l.contains(m)).unwrap() + 1;
+    let line_of = |m: &str| source_line_in("gotestleak", "leak_test.go", m);
     let sarif = scratch.path("leak.sarif");
     let go = |test: &str, extra: &[&str]| {
         let report = scratch.path(&format!("{test}.json"));

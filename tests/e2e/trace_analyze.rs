@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use blockprobe_tests::{
-    Scratch, blockprobe_bin, kv, open_findings, prepare_fixture, read_report, source_line,
+    Scratch, blockprobe_bin, ends_with, kv, open_findings, prepare_fixture, read_report,
+    source_line,
 };
 use serde_json::Value;
 
@@ -179,17 +180,13 @@ fn cases_for(go_minor: &str, only: &[&str]) {
         assert_eq!(goids, vec![goid], "Go {go_minor} {case}: {f:#}");
         assert_eq!(f["wait_reason"], reason, "Go {go_minor} {case}: {f:#}");
         assert!(
-            f["blocked_at"]["location"]
-                .as_str()
-                .is_some_and(|l| l.ends_with(&line(block))),
+            ends_with(&f["blocked_at"]["location"], &line(block)),
             "Go {go_minor} {case}: blocked_at {} (want {})",
             f["blocked_at"],
             line(block)
         );
         assert!(
-            f["created_by"]["location"]
-                .as_str()
-                .is_some_and(|l| l.ends_with(&line(go))),
+            ends_with(&f["created_by"]["location"], &line(go)),
             "Go {go_minor} {case}: created_by {} (want {})",
             f["created_by"],
             line(go)
@@ -283,9 +280,7 @@ fn leak_growth_from_a_trace() {
         .find(|f| f["pattern"] == "BP16")
         .unwrap_or_else(|| panic!("no BP16: {:#}", report["findings"]));
     assert!(
-        f["created_by"]["location"]
-            .as_str()
-            .is_some_and(|l| l.ends_with(&line("GO:leakgrowth"))),
+        ends_with(&f["created_by"]["location"], &line("GO:leakgrowth")),
         "{f:#}"
     );
     assert!(f["count"].as_u64().unwrap() >= 8, "{f:#}");

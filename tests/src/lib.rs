@@ -27,7 +27,7 @@ pub fn in_ci() -> bool {
 /// Skip (print why and return true) outside CI; fail in CI.
 pub fn skip_or_fail(why: &str) -> bool {
     if in_ci() {
-        panic!("CI=true and this eBPF test cannot run: {why}");
+        panic!("CI=true and this test cannot run: {why}");
     }
     eprintln!("SKIPPED: {why}");
     true
@@ -69,7 +69,13 @@ pub fn go_version_for(minor: &str) -> Option<String> {
 /// Line number (1-based) of the first line of `tests/fixtures/<fixture>/main.go` containing
 /// `needle`.
 pub fn source_line(fixture: &str, needle: &str) -> usize {
-    let path = workspace_root().join(format!("tests/fixtures/{fixture}/main.go"));
+    source_line_in(fixture, "main.go", needle)
+}
+
+/// Line number (1-based) of the first line of `tests/fixtures/<fixture>/<file>` containing
+/// `needle`.
+pub fn source_line_in(fixture: &str, file: &str, needle: &str) -> usize {
+    let path = workspace_root().join(format!("tests/fixtures/{fixture}/{file}"));
     let src = std::fs::read_to_string(&path).expect("fixture source");
     src.lines()
         .position(|l| l.contains(needle))

@@ -477,22 +477,11 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let setup = setup::setup(root, &GoWanted::These(vec![go_version.to_string()]))?;
     timings.push(("setup", t.elapsed().as_secs_f64()));
 
-    let agent = match &args.agent {
-        Some(a) => {
-            let a = std::path::absolute(a).unwrap_or_else(|_| a.clone());
-            if !a.is_file() {
-                bail!("--agent {}: no such file", a.display());
-            }
-            println!("\n==> measuring {} (not building blockprobe)", a.display());
-            a
-        }
-        None => {
-            let t = Instant::now();
-            let agent = setup.build_agent()?;
-            timings.push(("build", t.elapsed().as_secs_f64()));
-            agent
-        }
-    };
+    let t = Instant::now();
+    let agent = agent_binary(args, &setup)?;
+    if args.agent.is_none() {
+        timings.push(("build", t.elapsed().as_secs_f64()));
+    }
 
     println!("\n==> building the bench workloads with Go {go_version}");
     let t = Instant::now();
@@ -693,6 +682,21 @@ fn fail_if_any(failed: &[String], results: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The blockprobe binary to measure: `--agent`'s (which must exist), or a fresh release build.
+fn agent_binary(args: &Args, setup: &setup::Setup) -> Result<PathBuf> {
+    match &args.agent {
+        Some(a) => {
+            let a = std::path::absolute(a).unwrap_or_else(|_| a.clone());
+            if !a.is_file() {
+                bail!("--agent {}: no such file", a.display());
+            }
+            println!("\n==> measuring {} (not building blockprobe)", a.display());
+            Ok(a)
+        }
+        None => setup.build_agent(),
+    }
 }
 
 /// Copies the agent binary to `out_dir/blockprobe` and returns the copy's path: the runs measure

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use blockprobe::gotrace::reader::Reader;
 use proptest::prelude::*;
+use serde_json::Value;
 
 use super::dumps::{Ev, GenEnd, HEADER_LEN, Tally, generations};
 use super::{MINORS, captured, expect_fields};
@@ -54,28 +55,51 @@ fn read_all(data: &[u8], cap: usize) -> ReadOut {
     }
 }
 
-/// The captured traces, their generations, and what the library reads from them whole.
+/// A captured trace, its generations, what Go's reader made of it, and what the library reads
+/// from it whole.
+struct Trace {
+    minor: String,
+    data: Vec<u8>,
+    gens: Vec<GenEnd>,
+    /// The `.expect.json`.
+    want: Value,
+    full: ReadOut,
+    /// The tally of `full`'s events (with the index of each Sync event).
+    tally: Tally,
+}
+
+/// The captured traces, each read once.
 struct Corpus {
-    traces: Vec<(String, Vec<u8>, Vec<GenEnd>)>,
-    full: Vec<ReadOut>,
+    traces: Vec<Trace>,
 }
 
 fn corpus() -> &'static Corpus {
     static C: OnceLock<Corpus> = OnceLock::new();
     C.get_or_init(|| {
-        let traces: Vec<_> = MINORS
+        let traces = MINORS
             .iter()
             .map(|m| {
-                let (_, data, _) = captured(m);
+                let (_, data, want) = captured(m);
                 let (_, gens) = generations(&data).unwrap_or_else(|e| panic!("go{m}.trace: {e}"));
-                (m.to_string(), data, gens)
+                let full = read_all(&data, 1 << 20);
+                let mut tally = Tally::new();
+                for (i, text) in full.events.iter().enumerate() {
+                    tally.add(&Ev {
+                        text: text.clone(),
+                        line: i,
+                    });
+                }
+                Trace {
+                    minor: m.to_string(),
+                    data,
+                    gens,
+                    want,
+                    full,
+                    tally,
+                }
             })
             .collect();
-        let full = traces
-            .iter()
-            .map(|(_, d, _)| read_all(d, 1 << 20))
-            .collect();
-        Corpus { traces, full }
+        Corpus { traces }
     })
 }
 
@@ -83,18 +107,10 @@ fn corpus() -> &'static Corpus {
 /// count and kinds, no error, no warning.
 #[test]
 fn captured_traces_read_in_process() {
-    let c = corpus();
     let mut failures = Vec::new();
-    for ((minor, _, _), read) in c.traces.iter().zip(&c.full) {
-        let (_, _, want) = captured(minor);
-        let mut t = Tally::new();
-        for (i, text) in read.events.iter().enumerate() {
-            t.add(&Ev {
-                text: text.clone(),
-                line: i,
-            });
-        }
-        let got = t.summary();
+    for t in &corpus().traces {
+        let (minor, read, want) = (&t.minor, &t.full, &t.want);
+        let got = t.tally.summary();
         if let Some(e) = &read.error {
             failures.push(format!(
                 "go{minor}.trace: error after {} events: {e}",
@@ -104,11 +120,11 @@ fn captured_traces_read_in_process() {
         if let Some(w) = &read.warning {
             failures.push(format!("go{minor}.trace: warning on a whole trace: {w}"));
         }
-        if expect_fields(&got) != expect_fields(&want) {
+        if expect_fields(&got) != expect_fields(want) {
             failures.push(format!(
                 "go{minor}.trace: ours {}, Go's {}",
                 expect_fields(&got),
-                expect_fields(&want)
+                expect_fields(want)
             ));
         }
     }
@@ -165,12 +181,8 @@ struct Piece {
 
 impl Piece {
     /// The piece's bytes, and where they go in a trace of `n` bytes.
-    fn locate<'a>(
-        &self,
-        others: &'a [(String, Vec<u8>, Vec<GenEnd>)],
-        n: usize,
-    ) -> (&'a [u8], usize) {
-        let src = &others[self.from].1;
+    fn locate<'a>(&self, others: &'a [Trace], n: usize) -> (&'a [u8], usize) {
+        let src = &others[self.from].data;
         let (s, e) = span(self.start, self.len, src.len());
         (&src[s..e], at(self.dst, n + 1))
     }
@@ -202,7 +214,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn apply(data: &[u8], ms: &[Mutation], others: &[(String, Vec<u8>, Vec<GenEnd>)]) -> Vec<u8> {
+fn apply(data: &[u8], ms: &[Mutation], others: &[Trace]) -> Vec<u8> {
     let mut b = data.to_vec();
     for m in ms {
         let n = b.len();
@@ -252,10 +264,10 @@ proptest! {
         which in 0..MINORS.len(),
         ms in proptest::collection::vec(mutation(), 1..4),
     ) {
-        let c = corpus();
-        let (_, data, _) = &c.traces[which];
-        let bytes = apply(data, &ms, &c.traces);
-        let cap = c.full[which].events.len() * 8 + 100_000;
+        let traces = &corpus().traces;
+        let t = &traces[which];
+        let bytes = apply(&t.data, &ms, traces);
+        let cap = t.full.events.len() * 8 + 100_000;
         let _ = read_all(&bytes, cap);
     }
 }
@@ -264,9 +276,8 @@ proptest! {
 /// generation whole in the copy, as a prefix of the whole trace's events (bar a last Sync), and
 /// a warning unless the cut falls between generations.
 fn check_cut(which: usize, cut: usize) -> Result<(), TestCaseError> {
-    let c = corpus();
-    let (minor, data, gens) = &c.traces[which];
-    let full = &c.full[which];
+    let t = &corpus().traces[which];
+    let (minor, data, gens, full) = (&t.minor, &t.data, &t.gens, &t.full);
     prop_assume!(full.error.is_none());
     let what = format!("go{minor}.trace cut at {cut} (generations end at {gens:?})");
     let read = read_all(&data[..cut], full.events.len() + 10);
@@ -288,11 +299,7 @@ fn check_cut(which: usize, cut: usize) -> Result<(), TestCaseError> {
         );
     }
     let complete = gens.iter().filter(|g| g.end <= cut).count();
-    let syncs: Vec<usize> = (full.events.iter().enumerate())
-        .filter(|(_, e)| e.split_whitespace().nth(3) == Some("Sync"))
-        .map(|(i, _)| i)
-        .collect();
-    let needed = syncs.get(complete).copied().unwrap_or(full.events.len());
+    let needed = (t.tally.syncs.get(complete)).map_or(full.events.len(), |&i| i as usize);
     prop_assert!(
         n >= needed,
         "{what}: {n} events, want >= {needed} ({complete} whole generations)"
@@ -314,7 +321,7 @@ proptest! {
     /// Cut anywhere after the header: see [`check_cut`].
     #[test]
     fn truncated_traces_yield_whole_generations(which in 0..MINORS.len(), frac in any::<u32>()) {
-        let len = corpus().traces[which].1.len();
+        let len = corpus().traces[which].data.len();
         check_cut(which, HEADER_LEN + 1 + at(frac, len - HEADER_LEN - 1))?;
     }
 }
@@ -323,8 +330,9 @@ proptest! {
 #[test]
 fn traces_cut_at_generation_ends() {
     let mut failures = Vec::new();
-    for (which, (_, data, gens)) in corpus().traces.iter().enumerate() {
-        for g in gens {
+    for (which, t) in corpus().traces.iter().enumerate() {
+        let data = &t.data;
+        for g in &t.gens {
             for cut in [g.end - 1, g.end, g.end + 1, g.end + 2] {
                 if cut > HEADER_LEN
                     && cut <= data.len()

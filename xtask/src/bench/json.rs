@@ -155,6 +155,11 @@ fn goroutines_json(g: &GoroutinesRun) -> Value {
     })
 }
 
+/// A target, as in every results document.
+pub(super) fn target_json(t: &Target) -> Value {
+    json!({ "target": t.name, "measured": t.measured, "verdict": t.verdict.word() })
+}
+
 pub struct DocParts<'a> {
     pub command: &'a str,
     pub config: Value,
@@ -183,9 +188,7 @@ pub fn document(p: DocParts) -> Value {
         "summary": p.summaries.iter().map(summary_json).collect::<Vec<_>>(),
         "per_event": p.per_event.map(per_event_json),
         "goroutines": p.goroutines.iter().map(goroutines_json).collect::<Vec<_>>(),
-        "targets": p.targets.iter().map(|t| json!({
-            "target": t.name, "measured": t.measured, "verdict": t.verdict.word(),
-        })).collect::<Vec<_>>(),
+        "targets": p.targets.iter().map(target_json).collect::<Vec<_>>(),
         "timings_s": p.timings.iter().map(|(k, v)| json!({ "phase": k, "secs": v })).collect::<Vec<_>>(),
         "runs": p.runs.iter().map(run_json).collect::<Vec<_>>(),
     })

@@ -153,7 +153,7 @@ pub fn goroutines_line(g: &GoroutinesRun) -> String {
 }
 
 /// Lays out rows with a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -455,16 +455,7 @@ pub fn render(r: &Rendered) -> String {
     }
 
     out.push_str("\ntargets (from the issue):\n");
-    let w = r.targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
-    for t in r.targets {
-        let _ = writeln!(
-            out,
-            "  {:<9}  {:<w$}  {}",
-            t.verdict.word(),
-            t.name,
-            t.measured
-        );
-    }
+    out.push_str(&targets_text(r.targets));
     let _ = writeln!(out, "\ncommand: {}", r.command);
     let _ = writeln!(
         out,
@@ -475,6 +466,22 @@ pub fn render(r: &Rendered) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    out
+}
+
+/// One line per target: its verdict, its name and what was measured, in columns.
+pub(super) fn targets_text(targets: &[Target]) -> String {
+    let w = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for t in targets {
+        let _ = writeln!(
+            out,
+            "  {:<9}  {:<w$}  {}",
+            t.verdict.word(),
+            t.name,
+            t.measured
+        );
+    }
     out
 }
 

@@ -169,6 +169,16 @@ impl Verdict {
             Verdict::Undecided => "UNDECIDED",
         }
     }
+
+    /// The worse of two verdicts (FAIL, then UNDECIDED, then PASS): that of a target made of
+    /// several checks.
+    pub fn worst(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+            (Verdict::Undecided, _) | (_, Verdict::Undecided) => Verdict::Undecided,
+            _ => Verdict::Pass,
+        }
+    }
 }
 
 /// `value >= min` (a kept-throughput ratio).
@@ -318,6 +328,13 @@ mod tests {
         assert_eq!(rss_verdict(Some(57060), 100.0), Verdict::Pass);
         assert_eq!(rss_verdict(Some(200_000), 100.0), Verdict::Fail);
         assert_eq!(rss_verdict(None, 100.0), Verdict::Undecided);
+
+        use Verdict::{Fail, Pass, Undecided};
+        assert_eq!(Pass.worst(Pass), Pass);
+        assert_eq!(Pass.worst(Undecided), Undecided);
+        assert_eq!(Undecided.worst(Pass), Undecided);
+        assert_eq!(Undecided.worst(Fail), Fail);
+        assert_eq!(Fail.worst(Pass), Fail);
     }
 
     #[test]

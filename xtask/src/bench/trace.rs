@@ -7,7 +7,8 @@
 //! target/bench-data so that reruns reuse them. Then, per trace and round, in a rotating order:
 //! - `go tool trace -d=parsed FILE > /dev/null`: Go 1.27.3's reader printing every event, run
 //!   as the `trace` binary built from that toolchain's own `cmd/trace` (what `go tool trace`
-//!   runs, without the go command in front of it; the toolchain ships it unbuilt);
+//!   runs, without the go command in front of it; the toolchain ships it unbuilt), the one the
+//!   gotrace tests build, in target/gotrace-oracle/;
 //! - `blockprobe trace-dump FILE > /dev/null`: ours, printing the same lines (release build);
 //! - `blockprobe trace-dump --count FILE`: ours reading every event without printing them.
 //!
@@ -23,12 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
+use super::json::target_json;
 use super::proc::{Proc, Waited};
-use super::stats::{Verdict, fmt_si, kb_to_mb, median, or_dash, ratio, rotated};
-use super::{Args, fail_if_any, report, snapshot_agent, write_results};
+use super::report::{table, targets_text};
+use super::stats::{Verdict, below_verdict, fmt_si, kb_to_mb, median, or_dash, ratio, rotated};
+use super::targets::Target;
+use super::{Args, agent_binary, fail_if_any, report, snapshot_agent, write_results};
 use crate::fixtures::{self, Variant};
 use crate::setup::{self, GoWanted};
 use crate::util;
@@ -162,13 +166,7 @@ pub fn bench(root: &Path, args: &Args, command: &str) -> Result<()> {
     let (go, oracle_toolchain) = (toolchain(go_version)?, toolchain(oracle_go)?);
 
     let t = Instant::now();
-    let agent = match &args.agent {
-        Some(a) => std::path::absolute(a).unwrap_or_else(|_| a.clone()),
-        None => setup.build_agent()?,
-    };
-    if !agent.is_file() {
-        bail!("{} is missing", agent.display());
-    }
+    let agent = agent_binary(args, &setup)?;
     let out_dir = root.join("target/bench");
     let agent = snapshot_agent(&agent, &out_dir)?;
     timings.push(("build", t.elapsed().as_secs_f64()));
@@ -191,12 +189,7 @@ pub fn bench(root: &Path, args: &Args, command: &str) -> Result<()> {
     let data_dir = root.join("target/bench-data");
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let go_trace = go_trace_tool(
-        root,
-        &oracle_toolchain.go,
-        &oracle_toolchain.version,
-        &data_dir,
-    )?;
+    let go_trace = go_trace_tool(root, &oracle_toolchain.go, &oracle_toolchain.version)?;
     timings.push(("tools", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -294,9 +287,7 @@ pub fn bench(root: &Path, args: &Args, command: &str) -> Result<()> {
         },
         "machine": [machine, report::machine(root)],
         "traces": benches.iter().map(trace_json).collect::<Vec<_>>(),
-        "targets": targets.iter().map(|(n, m, v)| json!({
-            "name": n, "measured": m, "verdict": v.word(),
-        })).collect::<Vec<_>>(),
+        "targets": targets.iter().map(target_json).collect::<Vec<_>>(),
         "timings": timings.iter().map(|(k, v)| json!({"phase": k, "secs": v})).collect::<Vec<_>>(),
     });
     let results = out_dir.join("trace.json");
@@ -315,14 +306,19 @@ pub fn bench(root: &Path, args: &Args, command: &str) -> Result<()> {
 }
 
 /// Go's `cmd/trace`, built once from the oracle toolchain (`go tool trace` builds the same
-/// binary on first use; the toolchain does not ship it).
-fn go_trace_tool(root: &Path, go: &Path, version: &str, dir: &Path) -> Result<PathBuf> {
-    let tool = dir.join(format!("go{version}-trace"));
+/// binary on first use; the toolchain does not ship it) where, and as, the gotrace tests build
+/// it (tests/e2e/gotrace.rs `oracle`): target/gotrace-oracle/go{version}/trace, so that either
+/// serves both.
+fn go_trace_tool(root: &Path, go: &Path, version: &str) -> Result<PathBuf> {
+    let dir = root.join(format!("target/gotrace-oracle/go{version}"));
+    let tool = dir.join("trace");
     if tool.is_file() {
         println!("bench: using {}", tool.display());
         return Ok(tool);
     }
-    let tmp = dir.join(format!("go{version}-trace.tmp"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A test may build it at the same time: build aside, rename into place.
+    let tmp = dir.join(format!("trace.tmp{}", std::process::id()));
     util::run(
         Command::new(go)
             .args(["build", "-o"])
@@ -459,28 +455,28 @@ fn run_line(b: &TraceBench, r: &TraceRun) -> String {
     s
 }
 
-/// (name, measured, verdict) per target.
-fn targets(benches: &[TraceBench]) -> Vec<(String, String, Verdict)> {
+/// The targets: faster than Go's reader on each trace (undecided if a run failed), and memory
+/// bounded.
+fn targets(benches: &[TraceBench]) -> Vec<Target> {
     let mut out = Vec::new();
     for b in benches {
         let (go, ours) = (b.stats(Reader::Go), b.stats(Reader::Ours));
         let r = ratio(ours.wall_s, go.wall_s);
-        let verdict = match r {
-            _ if go.failed + ours.failed > 0 => Verdict::Undecided,
-            Some(r) if r < 1.0 => Verdict::Pass,
-            Some(_) => Verdict::Fail,
-            None => Verdict::Undecided,
+        let verdict = if go.failed + ours.failed > 0 {
+            Verdict::Undecided
+        } else {
+            below_verdict(r, 1.0, false)
         };
-        out.push((
-            format!("{}: trace-dump faster than Go's reader", b.label),
-            format!(
+        out.push(Target {
+            name: format!("{}: trace-dump faster than Go's reader", b.label),
+            measured: format!(
                 "ours/Go wall {} ({} vs {}, medians)",
                 or_dash(r, |r| format!("{r:.2}x")),
                 or_dash(ours.wall_s, |w| format!("{w:.2}s")),
                 or_dash(go.wall_s, |w| format!("{w:.2}s"))
             ),
             verdict,
-        ));
+        });
     }
     let (Some(small), Some(big)) = (benches.first(), benches.get(1)) else {
         return out;
@@ -492,42 +488,33 @@ fn targets(benches: &[TraceBench]) -> Vec<(String, String, Verdict)> {
             small.stats(reader).peak_rss_kb.map(kb_to_mb),
             big.stats(reader).peak_rss_kb.map(kb_to_mb),
         );
-        let v = match (s, b) {
-            (Some(s), Some(b)) if b <= s * RSS_GROWTH + RSS_MARGIN_MB => Verdict::Pass,
-            (Some(_), Some(_)) => Verdict::Fail,
-            _ => Verdict::Undecided,
-        };
-        verdict = match (verdict, v) {
-            (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
-            (Verdict::Undecided, _) | (_, Verdict::Undecided) => Verdict::Undecided,
-            _ => Verdict::Pass,
-        };
+        let limit = s.map(|s| s * RSS_GROWTH + RSS_MARGIN_MB);
+        let v = limit.map_or(Verdict::Undecided, |l| below_verdict(b, l, true));
+        verdict = verdict.worst(v);
         measured.push(format!(
             "{}: {} on {}, limit {} (= {RSS_GROWTH} x {} on {} + {RSS_MARGIN_MB} MB)",
             reader.key(),
             or_dash(b, |b| format!("{b:.1} MB")),
             big.label,
-            or_dash(s.map(|s| s * RSS_GROWTH + RSS_MARGIN_MB), |l| format!(
-                "{l:.1} MB"
-            )),
+            or_dash(limit, |l| format!("{l:.1} MB")),
             or_dash(s, |s| format!("{s:.1} MB")),
             small.label
         ));
     }
-    out.push((
-        format!(
+    out.push(Target {
+        name: format!(
             "memory bounded: peak RSS on {} <= {RSS_GROWTH} x {}'s + {RSS_MARGIN_MB} MB",
             big.label, small.label
         ),
-        measured.join("; "),
+        measured: measured.join("; "),
         verdict,
-    ));
+    });
     out
 }
 
 fn render(
     benches: &[TraceBench],
-    targets: &[(String, String, Verdict)],
+    targets: &[Target],
     command: &str,
     timings: &[(&str, f64)],
 ) -> String {
@@ -601,10 +588,7 @@ fn render(
          go tool trace -d=parsed = Go's cmd/trace binary itself (what `go tool trace` runs).\n",
     );
     out.push_str("\ntargets:\n");
-    let w = targets.iter().map(|t| t.0.len()).max().unwrap_or(0);
-    for (name, measured, verdict) in targets {
-        let _ = writeln!(out, "  {:<9}  {name:<w$}  {measured}", verdict.word());
-    }
+    out.push_str(&targets_text(targets));
     let _ = writeln!(out, "\ncommand: {command}");
     let _ = writeln!(
         out,
@@ -638,38 +622,6 @@ fn trace_json(b: &TraceBench) -> Value {
             "maxrss_kb": r.maxrss_kb, "count": r.count, "stderr": r.stderr, "error": r.error,
         })).collect::<Vec<_>>(),
     })
-}
-
-/// Rows under a header, columns padded to their widest cell (as the other bench tables).
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i > 0 {
-                s.push_str("  ");
-            }
-            s.push_str(c);
-            if i + 1 < cells.len() {
-                s.push_str(&" ".repeat(w.saturating_sub(c.chars().count())));
-            }
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    out.push_str(&line(
-        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
-    ));
-    for r in rows {
-        out.push_str(&line(r));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -716,10 +668,10 @@ mod tests {
         assert_eq!(small.events_per_s(&small.stats(Reader::Count)), Some(2e6));
         let t = targets(&[small, big]);
         assert_eq!(t.len(), 3);
-        assert_eq!(t[0].2, Verdict::Pass, "{t:?}");
-        assert_eq!(t[1].2, Verdict::Fail, "{t:?}");
+        assert_eq!(t[0].verdict, Verdict::Pass, "{t:?}");
+        assert_eq!(t[1].verdict, Verdict::Fail, "{t:?}");
         // 20.48 MB x 1.5 + 32 = 62.7 MB >= 61.4 MB (ours) and 30.7 MB (count).
-        assert_eq!(t[2].2, Verdict::Pass, "{t:?}");
+        assert_eq!(t[2].verdict, Verdict::Pass, "{t:?}");
     }
 
     #[test]
@@ -728,7 +680,7 @@ mod tests {
         r.error = Some("boom".into());
         let small = bench("10MB", vec![run(Reader::Go, 4.0, 50), r]);
         let t = targets(&[small]);
-        assert_eq!(t[0].2, Verdict::Undecided);
+        assert_eq!(t[0].verdict, Verdict::Undecided);
         let text = render(&[], &t, "cargo xtask bench --only trace", &[("total", 1.0)]);
         assert!(text.contains("UNDECIDED"), "{text}");
     }
