@@ -49,7 +49,7 @@ pub struct Goroutine {
     /// For a wait on a sync primitive: its semaphore (address, `SemaKind` number; 0 = a
     /// semaphore found in the runtime's table whose primitive is not known yet).
     pub sema: Option<(u64, u32)>,
-    /// The park's user stack in the probes' stack map.
+    /// The park's stack as the probes sent it (an id in [`Model::park_stack`]).
     pub stack_id: Option<u32>,
     /// Address of its `runtime.g` (from the scan), 0 if unknown.
     pub g_addr: u64,
@@ -135,6 +135,14 @@ pub struct Model {
     /// The operation each wait reason number stands for (set by the session from the binary's
     /// wait-reason names, see [`op_of_reason`]).
     pub reason_ops: Vec<Option<Op>>,
+    /// The binary's wait-reason names, by number: a semaphore the probes attach to a park counts
+    /// only when the park's reason is that primitive's (a goroutine may take a semaphore without
+    /// parking, and park later on something else).
+    reason_names: Vec<String>,
+    /// The park stacks the probes sent, each once (100k goroutines blocked at one site share
+    /// one), and their ids.
+    park_stacks: Vec<Box<[u64]>>,
+    park_stack_ids: FxHashMap<Box<[u64]>, u32>,
 }
 
 /// Bounds of [`Model::parties`].
@@ -198,6 +206,32 @@ impl Model {
     /// Sets which operation each wait reason number stands for, from the binary's names.
     pub fn set_reason_ops<S: AsRef<str>>(&mut self, names: &[S]) {
         self.reason_ops = names.iter().map(|n| op_of_reason(n.as_ref())).collect();
+        self.reason_names = names.iter().map(|n| n.as_ref().to_string()).collect();
+    }
+
+    /// Applies one probe event with the park stack the probes sent along (empty if none).
+    pub fn apply_with_stack(&mut self, ev: &GoEvent, pcs: &[u64]) {
+        if pcs.is_empty() {
+            return self.apply(ev);
+        }
+        let id = match self.park_stack_ids.get(pcs) {
+            Some(&id) => id,
+            None => {
+                let id = self.park_stacks.len() as u32;
+                self.park_stacks.push(pcs.into());
+                self.park_stack_ids.insert(pcs.into(), id);
+                id
+            }
+        };
+        self.apply(&GoEvent {
+            stack_id: id,
+            ..*ev
+        });
+    }
+
+    /// A park stack by its id (innermost first, from inside runtime.gopark).
+    pub fn park_stack(&self, id: u32) -> Option<&[u64]> {
+        self.park_stacks.get(id as usize).map(|s| &s[..])
     }
 
     /// Applies one probe event. Unknown kinds are counted and ignored.
@@ -229,7 +263,13 @@ impl Model {
                 let n = (ev.n_chans as usize).min(ev.chans.len());
                 g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
                 g.n_wait_chans = ev.n_chans;
-                g.sema = (ev.sema_kind != 0).then_some((ev.sema_addr, ev.sema_kind));
+                g.sema = (ev.sema_kind != 0
+                    && probes_ebpf::SemaKind::try_from(ev.sema_kind).is_ok_and(|k| {
+                        self.reason_names
+                            .get(ev.reason as usize)
+                            .is_some_and(|n| crate::goruntime::syncobj::reason_matches(k, n))
+                    }))
+                .then_some((ev.sema_addr, ev.sema_kind));
                 g.stack_id = (ev.stack_id != probes_ebpf::NO_STACK).then_some(ev.stack_id);
                 g.gopc = ev.gopc;
                 g.startpc = ev.startpc;
@@ -286,6 +326,24 @@ impl Model {
                 g.set_scanned_wait(sg, &reason_name(sg.wait_reason));
             }
         }
+    }
+
+    /// Takes one waiting goroutine from a scan (precise mode's catch-up, for a wait no probe
+    /// saw): blocked since `since_ns` (or `g.waitsince`, if earlier), unless the model already
+    /// has this wait from an earlier scan, whose time stands. True when the wait is new to it.
+    pub fn seed_one(
+        &mut self,
+        sg: &crate::scan::ScannedG,
+        since_ns: u64,
+        wait_reason: &str,
+    ) -> bool {
+        let g = self.scanned(sg);
+        let new = !(g.parked_at_ns.is_some() && g.observed_by_scan && g.reason == sg.wait_reason);
+        if new {
+            g.parked_at_ns = Some(wait_start(sg, since_ns));
+        }
+        g.set_scanned_wait(sg, wait_reason);
+        new
     }
 
     /// The record of a goroutine a scan found, created if new, with what the scan says of its
@@ -489,11 +547,19 @@ mod tests {
         assert_eq!(g.gopc, 0x401000);
         assert_eq!(g.sema, None);
 
+        // A semaphore counts only when the park's reason is its primitive's: a goroutine that
+        // took a Mutex's semaphore without parking, then parked on a channel, is not waiting
+        // on the Mutex.
+        m.set_reason_ops(&["", "chan receive", "sync.Mutex.Lock"]);
         let mut s = ev(EventKind::Park, 10, 20);
         s.sema_kind = 1;
         s.sema_addr = 0xc000010004;
+        s.reason = 2;
         m.apply(&s);
         assert_eq!(m.get(10).unwrap().sema, Some((0xc000010004, 1)));
+        s.reason = 1;
+        m.apply(&s);
+        assert_eq!(m.get(10).unwrap().sema, None);
 
         let mut c = ev(EventKind::Create, 0, 30);
         c.gopc = 0x402000;

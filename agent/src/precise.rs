@@ -1,13 +1,17 @@
 //! Precise mode's in-kernel aggregation: short waits filtered in the kernel (a park is sent
-//! only once its wait has lasted `--min-wait`), the parks still open kept in the `PARKED` map,
-//! and per-site wait histograms (`WAIT_HIST`, keyed by the park's user stack and wait reason)
-//! instead of a stream of every transition.
+//! only once its wait has lasted `--min-wait`), the parks still open kept in the `PARKS` table,
+//! and per-site wait histograms (`WAIT_HIST`, keyed by two return addresses above the parking
+//! runtime function and the wait reason) instead of a stream of every transition.
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuHashMap};
+use std::os::fd::{AsFd, AsRawFd};
+
+use aya::maps::{Array, MapData, PerCpuArray};
 use probes_ebpf::{
-    GoEvent, HistKey, MAP_PARKED, MAP_PRECISE_CONFIG, MAP_WAIT_HIST, NO_STACK, PreciseConfig,
-    WAIT_HIST_BUCKETS, WaitHist,
+    GoEvent, HistKey, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_SEMA, MAP_WAIT_HIST, NO_STACK,
+    PARKS_ENTRIES, ParkSlot, PreciseConfig, SemaWait, SiteHist, WAIT_HIST_BUCKETS,
+    WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, WaitHist, park_set,
 };
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::probes::{Attached, ProbeError};
@@ -34,45 +38,107 @@ pub fn set_min_wait(a: &mut Attached, min_wait_ns: u64) -> Result<(), ProbeError
         .map_err(map_err(MAP_PRECISE_CONFIG))
 }
 
-/// The kernel's map of open parks (goid → park), None if the object lacks it.
-fn parked_map(a: &Attached) -> Option<BpfHashMap<&MapData, u64, GoEvent>> {
-    BpfHashMap::try_from(a.ebpf().map(MAP_PARKED)?).ok()
+/// The kernel's table of open parks (`probes_ebpf::MAP_PARKS`), mapped read-only into the
+/// agent: looking up a goroutine's park is a memory read, not a syscall, so a scan of 100k
+/// waiting goroutines can ask for each one's park time.
+pub struct ParkTable {
+    ptr: *const ParkSlot,
+    len: usize,
+    bytes: usize,
 }
 
-/// Every park still open in the kernel's map: the goroutines parked now (or when the target
-/// exited) as far as the probes know.
-pub fn open_parks(a: &Attached) -> Vec<GoEvent> {
-    parked_map(a).map_or_else(Vec::new, |parked| {
-        parked
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, ev)| ev)
-            .collect()
-    })
+// SAFETY: the mapping is read-only and owned by the table; reads are plain loads.
+unsafe impl Send for ParkTable {}
+
+impl ParkTable {
+    /// Maps the attached programs' park table.
+    pub fn map(a: &Attached) -> Result<ParkTable, ProbeError> {
+        let map = a
+            .ebpf()
+            .map(MAP_PARKS)
+            .ok_or(ProbeError::Missing(MAP_PARKS))?;
+        let data: &MapData = match map {
+            aya::maps::Map::Array(d) => d,
+            _ => return Err(ProbeError::Missing(MAP_PARKS)),
+        };
+        let len = PARKS_ENTRIES as usize;
+        let page = 4096;
+        let bytes = (len * size_of::<ParkSlot>()).div_ceil(page) * page;
+        // SAFETY: maps an mmapable BPF array (BPF_F_MMAPABLE) of `len` slots read-only and
+        // shared; the kernel keeps the map alive while the mapping exists, and Drop unmaps it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(ProbeError::Map {
+                map: MAP_PARKS,
+                source: Box::new(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "mmap",
+                    io_error: std::io::Error::last_os_error(),
+                })),
+            });
+        }
+        Ok(ParkTable {
+            ptr: ptr.cast(),
+            len,
+            bytes,
+        })
+    }
+
+    /// The open park of the g at `g_addr`, if the table holds one. The probes write slots while
+    /// we read: a slot that changes under us fails the g check or yields one stale time, which
+    /// the caller checks against the scan.
+    pub fn find(&self, g_addr: u64) -> Option<ParkSlot> {
+        let set = park_set(g_addr) as usize * 2;
+        (set..set + 2).filter(|&i| i < self.len).find_map(|i| {
+            // SAFETY: i < len, inside the mapping; a volatile read because the kernel writes it.
+            let s = unsafe { std::ptr::read_volatile(self.ptr.add(i)) };
+            (s.g == g_addr && g_addr != 0).then_some(s)
+        })
+    }
 }
 
-/// Every site's histogram, the CPUs' copies summed.
+impl Drop for ParkTable {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `map` mapped.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.bytes) };
+    }
+}
+
+/// Every site's histogram, the CPUs' copies summed (a site may sit in different slots on
+/// different CPUs). The overflow slot comes back with a zero key: "other sites".
 pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, WaitHist)>, ProbeError> {
     let map = a
         .ebpf()
         .map(MAP_WAIT_HIST)
         .ok_or(ProbeError::Missing(MAP_WAIT_HIST))?;
-    let hists: PerCpuHashMap<&MapData, HistKey, WaitHist> =
-        PerCpuHashMap::try_from(map).map_err(map_err(MAP_WAIT_HIST))?;
-    let mut out = Vec::new();
-    for item in hists.iter() {
-        let Ok((key, per_cpu)) = item else { continue };
-        let mut sum = WaitHist::default();
-        for h in per_cpu.iter() {
-            sum.count += h.count;
-            sum.total_ns += h.total_ns;
-            for (s, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
+    let hists: PerCpuArray<&MapData, SiteHist> =
+        PerCpuArray::try_from(map).map_err(map_err(MAP_WAIT_HIST))?;
+    let mut merged: FxHashMap<HistKey, WaitHist> = FxHashMap::default();
+    for i in 0..WAIT_HIST_MAX_ENTRIES {
+        let per_cpu = hists.get(&i, 0).map_err(map_err(MAP_WAIT_HIST))?;
+        for h in per_cpu.iter().filter(|h| h.hist.count > 0) {
+            let key = if i == WAIT_HIST_SLOTS {
+                HistKey::default()
+            } else {
+                h.key
+            };
+            let sum = merged.entry(key).or_default();
+            sum.count += h.hist.count;
+            sum.total_ns += h.hist.total_ns;
+            for (s, b) in sum.buckets.iter_mut().zip(h.hist.buckets.iter()) {
                 *s += b;
             }
         }
-        out.push((key, sum));
     }
-    Ok(out)
+    Ok(merged.into_iter().collect())
 }
 
 /// One site's finished waits, for the report.
@@ -109,24 +175,24 @@ fn quantile_le(h: &WaitHist, q: f64) -> u64 {
 /// The histograms of every site, symbolized, sites merged when their stacks symbolize to the
 /// same blocking site; busiest first. Waits at sites inside the runtime's own goroutines count
 /// like any other.
-pub fn summarize(
-    ctx: &Context<'_>,
-    a: &Attached,
-    hists: &[(HistKey, WaitHist)],
-) -> Vec<WaitHistogram> {
+pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, WaitHist)]) -> Vec<WaitHistogram> {
     let mut merged: std::collections::BTreeMap<(String, Option<(String, String)>), WaitHist> =
         Default::default();
     for (key, h) in hists {
-        let site = (key.stack_id != NO_STACK)
-            .then(|| a.user_stack(key.stack_id))
-            .flatten()
-            .and_then(|pcs| {
-                unwind::blocking_site(&unwind::symbolize(ctx.bin, ctx.bias, &pcs))
-                    .map(|f| (f.function.clone(), format!("{}:{}", f.file, f.line)))
-            });
-        let m = merged
-            .entry((ctx.bin.wait_reason(key.reason).into_owned(), site))
-            .or_default();
+        // The first frame outside the runtime and sync, else the outermost of the two (a sync
+        // wait's site stops in package sync: see HistKey).
+        let pcs: Vec<u64> = key.site.iter().copied().filter(|&pc| pc != 0).collect();
+        let frames = unwind::symbolize(ctx.bin, ctx.bias, &pcs);
+        let site = unwind::blocking_site(&frames)
+            .or_else(|| frames.iter().rev().find(|f| !f.file.is_empty()))
+            .map(|f| (f.function.clone(), format!("{}:{}", f.file, f.line)));
+        // The overflow slot's zero key: waits at sites that found no slot of their own.
+        let reason = if *key == HistKey::default() {
+            "(other sites)".to_string()
+        } else {
+            ctx.bin.wait_reason(key.reason).into_owned()
+        };
+        let m = merged.entry((reason, site)).or_default();
         m.count += h.count;
         m.total_ns += h.total_ns;
         for (s, b) in m.buckets.iter_mut().zip(h.buckets.iter()) {
@@ -162,43 +228,156 @@ pub fn summarize(
     out
 }
 
-/// Applies, oldest first, the open parks the kernel held back (their waits were still shorter
-/// than the in-kernel filter's, or they parked before the filter let anything through) that the
-/// model does not have from a probe event. With `waiting_in`, only those of goroutines that scan
-/// finds waiting: long waits in progress, known before they end. Without, all of them: at the
-/// session's end, when the target may be gone and cannot be scanned.
-///
-/// One pass over the kernel's open parks (few: the waits in progress), never one map lookup per
-/// waiting goroutine, which would be a syscall each for 100k blocked goroutines every second.
-pub fn take_open_parks(
-    a: &Attached,
-    model: &mut crate::model::Model,
-    waiting_in: Option<&crate::scan::Scan>,
-    mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let waiting: Option<rustc_hash::FxHashSet<u64>> = waiting_in.map(|scan| {
-        scan.goroutines
-            .iter()
-            .filter(|sg| sg.status == crate::scan::status::WAITING)
-            .map(|sg| sg.goid)
-            .collect()
-    });
-    let mut parks: Vec<GoEvent> = open_parks(a)
-        .into_iter()
-        .filter(|ev| waiting.as_ref().is_none_or(|w| w.contains(&ev.goid)))
-        .filter(|ev| !model.parked_by_probe(ev.goid))
-        .collect();
-    parks.sort_by_key(|ev| ev.ts_ns);
-    for ev in parks {
-        model.apply(&ev);
-        on_park(&ev)?;
+/// Long waits in progress, found by precise mode's catch-up scans: each goroutine a scan finds
+/// waiting that no probe event has shown parked (its wait is still shorter than the in-kernel
+/// filter let through, or it parked before the attach).
+#[derive(Default)]
+pub struct OpenParks {
+    /// Goroutines found waiting with no park in the table: (the wait's identity, first seen).
+    unmatched: FxHashMap<u64, ((u32, u64, u8), u64)>,
+}
+
+impl OpenParks {
+    /// Applies, oldest first, what `scan` shows of the waits in progress:
+    /// - a goroutine whose park the table holds, with the wait reason the scan read, gets that
+    ///   park, with its exact time (and the scan's details: creation, channels, semaphore);
+    /// - one the table lacks (parked before the attach, or its slot taken by another g of its
+    ///   set) is taken from the scan like scan mode does, once two catch-up scans in a row saw
+    ///   the same wait (a torn read of a g cannot make a report), from when it was first seen.
+    ///
+    /// Returns the goroutines taken, whose stacks the caller walks while the target runs.
+    pub fn take(
+        &mut self,
+        a: &Attached,
+        table: &ParkTable,
+        model: &mut crate::model::Model,
+        scan: &crate::scan::Scan,
+        ctx: &Context<'_>,
+        mut on_park: impl FnMut(&GoEvent) -> std::io::Result<()>,
+    ) -> std::io::Result<Vec<u64>> {
+        let now_ns = crate::session::monotonic_ns();
+        let reason_name = |r: u32| ctx.bin.wait_reason(r).into_owned();
+        let mut parks = Vec::new();
+        let mut taken = Vec::new();
+        let mut unmatched = FxHashMap::default();
+        for sg in &scan.goroutines {
+            if sg.status != crate::scan::status::WAITING || model.parked_by_probe(sg.goid) {
+                continue;
+            }
+            match table.find(sg.addr) {
+                Some(slot) if slot.reason == sg.wait_reason && slot.ts_ns <= now_ns => {
+                    let reason = reason_name(sg.wait_reason);
+                    let mut park = park_event(&slot, sg, &reason);
+                    if park.0.sema_kind == 0
+                        && sg.wait_chans.is_empty()
+                        && let Some(w) = sema_wait(a, sg.addr)
+                        && probes_ebpf::SemaKind::try_from(w.kind)
+                            .is_ok_and(|k| crate::goruntime::syncobj::reason_matches(k, &reason))
+                    {
+                        // What the semaphore table cannot say (a WaitGroup parks as plain
+                        // "semacquire" before Go 1.24; a Cond is not in it), the semacquire
+                        // probe recorded for this g.
+                        park.0.sema_addr = w.addr;
+                        park.0.sema_kind = w.kind;
+                    }
+                    parks.push(park);
+                }
+                _ => {
+                    let obj = sg.wait_chans.first().copied().or(sg.sema_addr).unwrap_or(0);
+                    let key = (sg.wait_reason, obj, sg.tracking_seq);
+                    let first = match self.unmatched.get(&sg.goid) {
+                        Some(&(k, first)) if k == key => {
+                            if model.seed_one(sg, first, &reason_name(sg.wait_reason)) {
+                                taken.push(sg.goid);
+                            }
+                            first
+                        }
+                        _ => now_ns,
+                    };
+                    unmatched.insert(sg.goid, (key, first));
+                }
+            }
+        }
+        self.unmatched = unmatched;
+        parks.sort_by_key(|(ev, _)| ev.ts_ns);
+        for (ev, addr) in parks {
+            model.apply(&ev);
+            if let Some(g) = model.get_mut(ev.goid) {
+                g.g_addr = addr;
+            }
+            taken.push(ev.goid);
+            on_park(&ev)?;
+        }
+        Ok(taken)
     }
-    Ok(())
+}
+
+/// The semaphore the semacquire probe recorded for the g at `g_addr` (`MAP_SEMA`), if any.
+fn sema_wait(a: &Attached, g_addr: u64) -> Option<SemaWait> {
+    let map = a.ebpf().map(MAP_SEMA)?;
+    let sema: aya::maps::HashMap<&MapData, u64, SemaWait> =
+        aya::maps::HashMap::try_from(map).ok()?;
+    sema.get(&g_addr, 0).ok()
+}
+
+/// A park from the kernel's table, with what the scan read of the goroutine.
+fn park_event(slot: &ParkSlot, sg: &crate::scan::ScannedG, reason: &str) -> (GoEvent, u64) {
+    let mut ev = GoEvent {
+        ts_ns: slot.ts_ns,
+        goid: sg.goid,
+        obj: slot.obj,
+        parent_goid: sg.parent_goid,
+        gopc: sg.gopc,
+        startpc: sg.startpc,
+        tid: slot.tid,
+        kind: probes_ebpf::EventKind::Park as u32,
+        reason: slot.reason,
+        n_chans: sg.wait_chans.len() as u32,
+        stack_id: NO_STACK,
+        ..GoEvent::default()
+    };
+    for (d, c) in ev.chans.iter_mut().zip(sg.wait_chans.iter()) {
+        *d = *c;
+    }
+    if let (Some(addr), Some(kind)) = (
+        sg.sema_addr,
+        crate::goruntime::syncobj::kind_for_reason(reason),
+    ) {
+        ev.sema_addr = addr;
+        ev.sema_kind = kind as u32;
+    }
+    (ev, sg.addr)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_stay_in_their_tables_and_spread() {
+        // g structs: heap objects a few hundred bytes apart, as the runtime allocates them.
+        let mut sets = std::collections::HashSet::new();
+        for i in 0..10_000u64 {
+            let g = 0x00c0_0000_0000 + i * 448;
+            let set = park_set(g);
+            assert!(2 * set + 1 < PARKS_ENTRIES);
+            sets.insert(set);
+        }
+        // 10k gs over 65536 sets: almost no two share one.
+        assert!(sets.len() > 9_000, "{} sets", sets.len());
+        let mut slots = std::collections::HashSet::new();
+        for pc in 0..2_000u64 {
+            let key = HistKey {
+                site: [0x40_1000 + pc * 13, 0x45_0000 + pc * 7],
+                reason: (pc % 40) as u32,
+                _pad0: 0,
+            };
+            let i = probes_ebpf::hist_slot(&key);
+            assert!(i < WAIT_HIST_SLOTS && (i ^ 1) < WAIT_HIST_SLOTS);
+            slots.insert(i);
+        }
+        assert!(slots.len() > 400, "{} slots", slots.len());
+    }
 
     #[test]
     fn quantiles_come_from_the_buckets() {

@@ -14,7 +14,7 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use probes_ebpf::{
-    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKED, MAP_SEMA, MAP_USTACKS, MAP_WAIT_HIST,
+    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKS, MAP_SEMA, MAP_WAIT_HIST, ParkStack,
     RuntimeLayout, SemaKind,
 };
 use thiserror::Error;
@@ -205,10 +205,12 @@ impl Attached {
         if points.is_empty() {
             // No uprobe (scan mode): the maps only the uprobes use shrink to nothing. The
             // 16 MiB event ring would otherwise be mapped into the agent (32 MiB of its RSS:
-            // the kernel maps a ring's data pages twice) and the park table would pin 20 MiB
-            // of kernel memory, for nothing.
+            // the kernel maps a ring's data pages twice) and the park table would pin 12 MiB
+            // of kernel memory, for nothing. (The park table keeps one set: its index is masked
+            // by a constant in the programs, whose lookups then miss, harmlessly.)
             loader.map_max_entries(MAP_EVENTS, 4096);
-            for map in [MAP_PARKED, MAP_WAIT_HIST, MAP_SEMA, MAP_USTACKS] {
+            loader.map_max_entries(MAP_PARKS, 2);
+            for map in [MAP_WAIT_HIST, MAP_SEMA] {
                 loader.map_max_entries(map, 1);
             }
         }
@@ -292,15 +294,22 @@ impl Attached {
         })
     }
 
-    /// Drains every event currently in the ring buffer, oldest first.
-    pub fn drain(&mut self, mut f: impl FnMut(GoEvent)) -> usize {
+    /// Drains every event currently in the ring buffer, oldest first: each event, and for a
+    /// park sent with its stack (a `ParkStack`, told apart by its length) the stack's PCs.
+    pub fn drain(&mut self, mut f: impl FnMut(GoEvent, &[u64])) -> usize {
         let mut n = 0;
         while let Some(item) = self.events.next() {
-            if item.len() >= size_of::<GoEvent>() {
-                // SAFETY: GoEvent is Pod (repr(C), integers only); read_unaligned copes with any
-                // alignment of the ring buffer slot.
+            if item.len() >= size_of::<ParkStack>() {
+                // SAFETY: ParkStack is Pod (repr(C), integers only); read_unaligned copes with
+                // any alignment of the ring buffer slot.
+                let p = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ParkStack>()) };
+                let k = (p.n_pcs as usize).min(p.pcs.len());
+                f(p.ev, &p.pcs[..k]);
+                n += 1;
+            } else if item.len() >= size_of::<GoEvent>() {
+                // SAFETY: as above, for GoEvent.
                 let ev = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<GoEvent>()) };
-                f(ev);
+                f(ev, &[]);
                 n += 1;
             }
         }
@@ -323,16 +332,6 @@ impl Attached {
             source: Box::new(source),
         })?;
         Ok(per_cpu.iter().sum())
-    }
-}
-
-impl Attached {
-    /// A user stack recorded by the gopark probe (runtime PCs, innermost first).
-    pub fn user_stack(&self, stack_id: u32) -> Option<Vec<u64>> {
-        let map = self.ebpf.map(MAP_USTACKS)?;
-        let stacks = aya::maps::StackTraceMap::try_from(map).ok()?;
-        let trace = stacks.get(&stack_id, 0).ok()?;
-        Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 }
 

@@ -293,23 +293,6 @@ impl ScanLoop {
                 write_scan_ready(out, *goid, now)?;
             }
         }
-        let sched = [ctx.bin.layout.g.sched_pc, ctx.bin.layout.g.sched_bp];
-        // At most MAX_WALKS per scan, so that 100k goroutines blocking at once spread their
-        // walks over several scans instead of making one scan slow; the rest wait in `pending`.
-        self.pending.extend(changes.blocked.iter().copied());
-        let mut want: Vec<u64> = Vec::new();
-        self.pending.retain(|&goid| {
-            let blocked = model.get(goid).is_some_and(|g| g.parked_at_ns.is_some());
-            if blocked && want.len() < MAX_WALKS {
-                want.push(goid);
-                return false;
-            }
-            blocked
-        });
-        let to_walk: Vec<(u64, u64, [u32; 2])> = want
-            .iter()
-            .filter_map(|&goid| model.get(goid).map(|g| (goid, g.g_addr, sched)))
-            .collect();
         let mem = ProcessMemory::new(pid);
         // The channels of the new sends, read in one batch.
         let mut sends: Vec<u64> = changes
@@ -324,12 +307,59 @@ impl ScanLoop {
             sends.dedup();
             self.chans.note_many(&mem, &ctx.bin.layout.hchan, &sends);
         }
+        self.walk_blocked(&changes.blocked, model, ctx, &mem);
+        if let Some(out) = events.as_mut() {
+            for goid in &changes.blocked {
+                if let Some(g) = model.get(*goid) {
+                    write_scan_park(out, ctx, g)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Precise mode: the stacks of the waits a catch-up scan took (see `precise::OpenParks`),
+    /// replacing any walked for an earlier wait of the same goroutine.
+    pub fn walk_taken(&mut self, taken: &[u64], model: &mut Model, ctx: &Context<'_>, pid: u32) {
+        for goid in taken {
+            self.stacks.remove(goid);
+        }
+        self.walk_blocked(taken, model, ctx, &ProcessMemory::new(pid));
+    }
+
+    /// Walks the stacks of goroutines that just became blocked (and of those left pending by
+    /// earlier calls), at most [`MAX_WALKS`] a call; scan mode's scans and precise mode's
+    /// catch-up scans both call it, while the target still runs.
+    pub fn walk_blocked(
+        &mut self,
+        blocked: &[u64],
+        model: &mut Model,
+        ctx: &Context<'_>,
+        mem: &ProcessMemory,
+    ) {
+        let sched = [ctx.bin.layout.g.sched_pc, ctx.bin.layout.g.sched_bp];
+        // At most MAX_WALKS per scan, so that 100k goroutines blocking at once spread their
+        // walks over several scans instead of making one scan slow; the rest wait in `pending`.
+        self.pending.extend(blocked.iter().copied());
+        let mut want: Vec<u64> = Vec::new();
+        self.pending.retain(|&goid| {
+            let blocked = model.get(goid).is_some_and(|g| g.parked_at_ns.is_some());
+            if blocked && want.len() < MAX_WALKS {
+                want.push(goid);
+                return false;
+            }
+            blocked
+        });
+        let to_walk: Vec<(u64, u64, [u32; 2])> = want
+            .iter()
+            .filter_map(|&goid| model.get(goid).map(|g| (goid, g.g_addr, sched)))
+            .collect();
         // The GC may shrink (move) a parked goroutine's stack under the walk (src/runtime/
         // stack.go, shrinkstack, which also rewrites g.sched), so a walk counts only if g.sched
         // read the same before and after it; the others are retried at the next scan.
-        let before = read_sched(&mem, &to_walk);
-        let walked = unwind::walk_from_gs(&mem, &to_walk);
-        let after = read_sched(&mem, &to_walk);
+        let before = read_sched(mem, &to_walk);
+        let walked = unwind::walk_from_gs(mem, &to_walk);
+        let after = read_sched(mem, &to_walk);
         for ((&(goid, _, _), b), a) in to_walk.iter().zip(before).zip(after) {
             match walked.get(&goid) {
                 Some(pcs)
@@ -345,17 +375,9 @@ impl ScanLoop {
         // What the reason and the semaphore table leave open (pre-1.24 WaitGroups, Conds).
         for goid in &want {
             if let (Some(g), Some(stack)) = (model.get_mut(*goid), self.stacks.get(goid)) {
-                crate::syncwait::refine(ctx.bin, ctx.bias, &mem, g, stack);
+                crate::syncwait::refine(ctx.bin, ctx.bias, mem, g, stack);
             }
         }
-        if let Some(out) = events.as_mut() {
-            for goid in &changes.blocked {
-                if let Some(g) = model.get(*goid) {
-                    write_scan_park(out, ctx, g)?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The report's scan figures: scan mode only.

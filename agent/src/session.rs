@@ -4,7 +4,6 @@
 //! Two ways in: attach to a running pid (`blockprobe attach`), or spawn the program with the
 //! probes attached before it runs a single instruction of its own (`blockprobe run`).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -295,15 +294,16 @@ fn consume(
     events: &mut Option<Box<dyn Write + Send>>,
     ctx: &Context<'_>,
 ) -> std::io::Result<()> {
-    let mut batch = Vec::new();
-    attached.drain(|ev| batch.push(ev));
-    for ev in &batch {
-        model.apply(ev);
-        if let Some(out) = events.as_mut() {
-            write_event(out, ctx, ev)?;
+    let mut result = Ok(());
+    attached.drain(|ev, pcs| {
+        model.apply_with_stack(&ev, pcs);
+        if result.is_ok()
+            && let Some(out) = events.as_mut()
+        {
+            result = write_event(out, ctx, &ev);
         }
-    }
-    Ok(())
+    });
+    result
 }
 
 /// Precise mode with an in-kernel filter: how often a scan looks for long waits in progress.
@@ -398,6 +398,13 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         })
         .collect();
     let ctx = Context { bin: &bin, bias };
+    // Precise mode's open parks, read from the kernel's table by the catch-up scans.
+    let park_table = if catch_up {
+        Some(crate::precise::ParkTable::map(&attached)?)
+    } else {
+        None
+    };
+    let mut open_parks = crate::precise::OpenParks::default();
 
     // Probes first, then the scan: a goroutine that parks in between is seen by both, and the
     // probe's exact time wins. Goroutines blocked before attach are only found by the scan.
@@ -477,9 +484,13 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     scans.scan(&scanner, &mut model, &ctx, pid, &mut events, &same_program)?;
                 } else {
                     consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
-                    if let Ok(s) = scanner.scan() && same_program() {
+                    if let Some(table) = &park_table
+                        && let Ok(s) = scanner.scan()
+                        && same_program()
+                    {
                         let stream = streamer(&mut events, &ctx);
-                        crate::precise::take_open_parks(fd.get_ref(), &mut model, Some(&s), stream)?;
+                        let taken = open_parks.take(fd.get_ref(), table, &mut model, &s, &ctx, stream)?;
+                        scans.walk_taken(&taken, &mut model, &ctx, pid);
                         scans.observe_program(&s, &model, &ctx, pid, &mut events)?;
                     }
                 }
@@ -489,9 +500,13 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             _ = sigterm.recv() => break EndReason::Signal,
             _ = sigusr1.recv() => {
                 consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
-                if catch_up {
+                if let Some(table) = &park_table
+                    && let Ok(s) = scanner.scan()
+                    && same_program()
+                {
                     let stream = streamer(&mut events, &ctx);
-                    crate::precise::take_open_parks(fd.get_ref(), &mut model, None, stream)?;
+                    let taken = open_parks.take(fd.get_ref(), table, &mut model, &s, &ctx, stream)?;
+                    scans.walk_taken(&taken, &mut model, &ctx, pid);
                 }
                 let threshold_ns = threshold.as_nanos() as u64;
                 let now = monotonic_ns();
@@ -510,10 +525,6 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // Take what is still queued before detaching, and the parks the kernel still holds back.
     let mut attached = fd.into_inner();
     consume(&mut attached, &mut model, &mut events, &ctx)?;
-    if catch_up {
-        let stream = streamer(&mut events, &ctx);
-        crate::precise::take_open_parks(&attached, &mut model, None, stream)?;
-    }
     let lost = attached.lost().unwrap_or(0);
     let thread_states = match &sched {
         Some(_) => threads::read_threads(attached.ebpf(), monotonic_ns()).unwrap_or_else(|e| {
@@ -535,6 +546,12 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         match mode {
             Mode::Scan => scans.take(&last, &mut model, &ctx, pid, &mut events)?,
             Mode::Precise | Mode::Trap => {
+                if let Some(table) = &park_table {
+                    let stream = streamer(&mut events, &ctx);
+                    let taken =
+                        open_parks.take(&attached, table, &mut model, &last, &ctx, stream)?;
+                    scans.walk_taken(&taken, &mut model, &ctx, pid);
+                }
                 model.reconcile(&last);
                 scans.observe_program(&last, &model, &ctx, pid, &mut events)?;
             }
@@ -577,23 +594,19 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // pointers from `g.sched` (src/runtime/runtime2.go, gobuf; mcall saved gopark's frame).
     let mut stacks = std::mem::take(&mut scans.stacks);
     let mut stack_set = std::mem::take(&mut scans.stack_set);
-    // The probes' stacks, read once per stack id (100k parks may share one).
-    let mut user_stacks: HashMap<u32, Option<Vec<u64>>> = HashMap::new();
     let mut to_walk = Vec::new();
     for g in model.blocked(now, threshold_ns) {
+        // A stack the probes sent with the park is of the current wait; a walked one may be of
+        // an earlier wait (precise mode walks at its catch-up scans).
+        if let Some(pcs) = g.stack_id.and_then(|id| model.park_stack(id)) {
+            stacks.insert(g.goid, stack_set.intern(pcs));
+            continue;
+        }
         if stacks.contains_key(&g.goid) {
             continue;
         }
         match g.stack_id {
-            Some(id) => {
-                let k = user_stacks
-                    .entry(id)
-                    .or_insert_with(|| attached.user_stack(id));
-                if let Some(k) = k {
-                    let pcs = unwind::splice_caller(k, g.park_pc);
-                    stacks.insert(g.goid, stack_set.intern(&pcs));
-                }
-            }
+            Some(_) => {}
             None if final_scan && g.g_addr != 0 => to_walk.push((
                 g.goid,
                 g.g_addr,
@@ -612,7 +625,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     drop(stack_set);
     let wait_histograms = if mode == Mode::Precise {
         match crate::precise::histograms(&attached) {
-            Ok(h) => crate::precise::summarize(&ctx, &attached, &h),
+            Ok(h) => crate::precise::summarize(&ctx, &h),
             Err(e) => {
                 warnings.push(format!("reading the wait histograms: {e}"));
                 Vec::new()

@@ -82,7 +82,11 @@ pub fn blocked<S: std::hash::BuildHasher>(
             blocked_ns: now.saturating_sub(g.parked_at_ns.unwrap_or(now)),
             object_kind,
             object: Hex(object),
-            parked_in: func(g.park_pc).unwrap_or_else(|| unknown.clone()),
+            // Without the probe's return address (a park precise mode took from its table, or
+            // a scan found), gopark's caller is the walked stack's second frame.
+            parked_in: func(g.park_pc)
+                .or_else(|| func(stacks.get(&g.goid).and_then(|s| s.get(1).copied())?))
+                .unwrap_or_else(|| unknown.clone()),
             tid: g.tid,
             blocked_before_attach: g.parked_before_attach,
             wait_chans: g.wait_chans.iter().map(|&c| Hex(c)).collect(),

@@ -123,22 +123,6 @@ pub fn read_pairs(mem: &ProcessMemory, at: &[(u64, [u32; 2])]) -> Vec<Option<[u6
         .collect()
 }
 
-/// The stack of a park seen by the gopark uprobe: the kernel's frame-pointer walk started at
-/// gopark's first instructions, before gopark pushed its own frame, so it lists gopark and then
-/// skips straight to the caller's caller. The caller's return address (read from [RSP] by the
-/// probe) goes back in between.
-pub fn splice_caller(kernel: &[u64], caller_pc: u64) -> Vec<u64> {
-    let mut pcs = Vec::with_capacity(kernel.len() + 1);
-    if let Some(&first) = kernel.first() {
-        pcs.push(first);
-    }
-    if caller_pc != 0 {
-        pcs.push(caller_pc);
-    }
-    pcs.extend(kernel.iter().skip(1).copied());
-    pcs
-}
-
 /// One symbolized frame.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StackFrame {
@@ -383,16 +367,6 @@ mod tests {
         );
         assert_eq!(fp_walk(|_| None, 7, 0x3000), vec![7]);
         assert_eq!(fp_walk(|_| Some(0x5000), 7, 0), vec![7]);
-    }
-
-    #[test]
-    fn splices_the_caller_after_gopark() {
-        assert_eq!(
-            splice_caller(&[0x10, 0x30, 0x40], 0x20),
-            vec![0x10, 0x20, 0x30, 0x40]
-        );
-        assert_eq!(splice_caller(&[0x10], 0), vec![0x10]);
-        assert!(splice_caller(&[], 0x20) == vec![0x20]);
     }
 
     #[test]

@@ -18,8 +18,9 @@ pub const MAP_LOST: &str = "LOST";
 /// the agent.
 pub const EVENTS_RING_BYTES: u32 = 16 << 20;
 
-/// Name of the LRU hash (goid → [`SemaWait`]) that carries a sync primitive's semaphore address
-/// from its semacquire entry point to the gopark that follows.
+/// Name of the LRU hash (g address → [`SemaWait`]) that carries a sync primitive's semaphore
+/// address from its semacquire entry point to the report of a long wait that follows. Keyed by
+/// the g's address (R14), not its goid: no read of the target on the way in.
 pub const MAP_SEMA: &str = "SEMA";
 
 /// Most channels of a select reported in one [`GoEvent`]; `n_chans` says how many there were.
@@ -44,10 +45,14 @@ pub struct RuntimeLayout {
     pub sudog_c: u32,
     /// `runtime.sudog.waitlink`: next sudog of the same goroutine (select).
     pub sudog_waitlink: u32,
+    /// `runtime.g.sched.pc` and `runtime.g.sched.bp` (a gobuf): where a parked goroutine
+    /// stopped, for the frame-pointer walk of a long wait's stack at its wake-up.
+    pub g_sched_pc: u32,
+    pub g_sched_bp: u32,
     /// Explicit padding, always 0.
     pub _pad0: u32,
 }
-const _: () = assert!(size_of::<RuntimeLayout>() == 32);
+const _: () = assert!(size_of::<RuntimeLayout>() == 40);
 
 /// What a [`GoEvent`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,27 +165,82 @@ pub struct GoEvent {
     pub sema_kind: u32,
     /// Park: how many sudogs `g.waiting` had (may exceed [`MAX_WAIT_CHANS`]; capped at 255).
     pub n_chans: u32,
-    /// Park: id of the user stack in [`MAP_USTACKS`], or [`NO_STACK`].
+    /// Always [`NO_STACK`] from the kernel: a park's stack travels in a [`ParkStack`]. The agent
+    /// numbers the stacks it receives and may set it.
     pub stack_id: u32,
 }
 const _: () = assert!(size_of::<GoEvent>() == 160);
 
-/// Name of the stack-trace map holding the user stacks of parks (frame-pointer walks, which Go
-/// keeps on amd64).
-pub const MAP_USTACKS: &str = "USTACKS";
+/// A park and its goroutine's stack (innermost first, from inside `runtime.gopark`): what the
+/// probes send for a park that is streamed, at the park (`--min-wait 0`) or, for a wait that
+/// turned out long, at its wake-up. Told apart from a bare [`GoEvent`] by its length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParkStack {
+    pub ev: GoEvent,
+    /// How many of `pcs` are set.
+    pub n_pcs: u32,
+    /// Explicit padding, always 0.
+    pub _pad0: u32,
+    pub pcs: [u64; PARK_STACK_DEPTH],
+}
+/// Frames of a [`ParkStack`]: deep enough for a user frame under the runtime's and sync's.
+pub const PARK_STACK_DEPTH: usize = 32;
+const _: () = assert!(size_of::<ParkStack>() == 160 + 8 + 8 * PARK_STACK_DEPTH);
 
 /// `BPF_NOEXIST` (include/uapi/linux/bpf.h): a map update that only creates, never overwrites.
 pub const BPF_NOEXIST: u64 = 1;
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h): an array the agent maps into its memory.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// The open parks: a direct-mapped, 2-way table of [`ParkSlot`]s indexed by the g's address
+/// ([`park_set`]). An array, not a hash map: a hash update, lookup and delete on every park and
+/// wake-up cost a channel ping-pong a third more than the uprobe traps themselves, an array slot
+/// next to nothing (the verifier inlines the lookup). The price: two goroutines in the same full
+/// set evict the younger park, whose wait then goes uncounted; the agent reads the table
+/// through a shared mapping (`BPF_F_MMAPABLE`), without a syscall per slot.
+pub const MAP_PARKS: &str = "PARKS";
+/// log2 of the number of sets of [`MAP_PARKS`] (two slots each).
+pub const PARKS_SETS_LOG2: u32 = 16;
+pub const PARKS_ENTRIES: u32 = 2 << PARKS_SETS_LOG2;
+
+/// The set of a g's slots in [`MAP_PARKS`]: slots `2 * set` and `2 * set + 1`. Fibonacci
+/// hashing of the address (g structs are heap objects a few hundred bytes apart).
+#[inline(always)]
+pub const fn park_set(g: u64) -> u32 {
+    (g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PARKS_SETS_LOG2)) as u32
+}
+
+/// One open park, written by the gopark probe and cleared by the ready probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParkSlot {
+    /// The parked g's address; 0 when the slot is free.
+    pub g: u64,
+    /// When it parked (`bpf_ktime_get_ns()`).
+    pub ts_ns: u64,
+    /// gopark's `lock` argument (for channel waits `&hchan.lock`).
+    pub obj: u64,
+    /// The wait's site: the return addresses of gopark's caller and of its caller (the two
+    /// frames above the runtime function that parked; see [`HistKey`]).
+    pub site: [u64; 2],
+    /// The raw `waitReason`.
+    pub reason: u32,
+    /// The OS thread it parked on.
+    pub tid: u32,
+}
+const _: () = assert!(size_of::<ParkSlot>() == 48);
 
 /// Precise mode's settings, written by the agent before attaching.
 pub const MAP_PRECISE_CONFIG: &str = "PRECISE_CONFIG";
-/// goid → its park (a whole [`GoEvent`]) until `ready` ends it: the park time for the wait
-/// histograms, and the park itself, sent late, for a wait that turns out long.
-pub const MAP_PARKED: &str = "PARKED";
-pub const PARKED_MAX_ENTRIES: u32 = 131_072;
-/// (stack id, wait reason) → log2 histogram of finished waits.
+/// (site, wait reason) → log2 histogram of finished waits.
+/// A per-CPU array of [`SiteHist`]s, direct-mapped by [`hist_slot`] like [`MAP_PARKS`] (a
+/// per-CPU hash cost each wake-up about as much as its two reads of the target). A site whose
+/// two slots hold other sites counts in the last slot, whose key stays zero ("other sites").
 pub const MAP_WAIT_HIST: &str = "WAIT_HIST";
-pub const WAIT_HIST_MAX_ENTRIES: u32 = 4096;
+/// Slots of [`MAP_WAIT_HIST`], a power of two, plus the overflow slot.
+pub const WAIT_HIST_SLOTS: u32 = 512;
+pub const WAIT_HIST_MAX_ENTRIES: u32 = WAIT_HIST_SLOTS + 1;
 /// Buckets of a [`WaitHist`]: bucket i counts waits of [2^i, 2^(i+1)) ns; the last one takes
 /// everything from 2^39 ns (about 9 minutes) up.
 pub const WAIT_HIST_BUCKETS: usize = 40;
@@ -194,14 +254,20 @@ pub struct PreciseConfig {
 }
 const _: () = assert!(size_of::<PreciseConfig>() == 8);
 
-/// A wait site: the park's user stack and its wait reason.
+/// A wait site: two return addresses above the runtime function that parked, and the wait
+/// reason. Two frames, not the stack: each read of the target's stack costs the parking
+/// goroutine about 70 ns, so the hot path reads just one frame record per level. Above
+/// `chanrecv`/`chansend` that reaches the user's code (chanrecv1 → caller); above `selectgo` and
+/// `time.Sleep` one level does; sync waits stop inside package sync.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HistKey {
-    pub stack_id: u32,
+    pub site: [u64; 2],
     pub reason: u32,
+    /// Explicit padding, always 0.
+    pub _pad0: u32,
 }
-const _: () = assert!(size_of::<HistKey>() == 8);
+const _: () = assert!(size_of::<HistKey>() == 24);
 
 /// Finished waits at one site.
 #[repr(C)]
@@ -213,6 +279,23 @@ pub struct WaitHist {
 }
 const _: () = assert!(size_of::<WaitHist>() == 16 + 8 * WAIT_HIST_BUCKETS);
 
+/// One slot of [`MAP_WAIT_HIST`]: a site and its histogram; `hist.count == 0` when free.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteHist {
+    pub key: HistKey,
+    pub hist: WaitHist,
+}
+const _: () = assert!(size_of::<SiteHist>() == 24 + size_of::<WaitHist>());
+
+/// The first of the two slots (`i`, `i ^ 1`) of a site in [`MAP_WAIT_HIST`].
+#[inline(always)]
+pub const fn hist_slot(key: &HistKey) -> u32 {
+    let h = (key.site[0] ^ key.site[1].rotate_left(17) ^ key.reason as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 40) as u32 & (WAIT_HIST_SLOTS - 1)
+}
+
 impl Default for WaitHist {
     fn default() -> Self {
         Self {
@@ -222,10 +305,6 @@ impl Default for WaitHist {
         }
     }
 }
-/// Capacity and depth of [`MAP_USTACKS`]: identical stacks share an id, so the entries bound the
-/// distinct blocking sites, not the goroutines.
-pub const USTACKS_MAX_ENTRIES: u32 = 16384;
-pub const USTACK_DEPTH: u32 = 64;
 /// `GoEvent::stack_id` when no stack was captured.
 pub const NO_STACK: u32 = u32::MAX;
 
@@ -238,7 +317,10 @@ mod pod {
     unsafe impl aya::Pod for super::SemaWait {}
     unsafe impl aya::Pod for super::PreciseConfig {}
     unsafe impl aya::Pod for super::HistKey {}
+    unsafe impl aya::Pod for super::ParkSlot {}
+    unsafe impl aya::Pod for super::ParkStack {}
     unsafe impl aya::Pod for super::WaitHist {}
+    unsafe impl aya::Pod for super::SiteHist {}
 }
 
 // --- Scheduler (OS thread) state ---

@@ -7,19 +7,16 @@
 //! (`CMPQ SP, 0x10(R14); JBE morestack`), where the argument registers are still untouched.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs,
-    },
-    btf_maps::StackTrace,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{btf_map, map, uprobe},
-    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, tracing::StackIdContext},
+    macros::{map, uprobe},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    programs::ProbeContext,
 };
 use probes_ebpf::{
-    BPF_NOEXIST, EVENTS_RING_BYTES, EventKind, GoEvent, HistKey, MAX_WAIT_CHANS, NO_STACK,
-    PARKED_MAX_ENTRIES, PreciseConfig, RuntimeLayout, SemaWait, USTACK_DEPTH, USTACKS_MAX_ENTRIES,
-    WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WaitHist,
+    BPF_F_MMAPABLE, EVENTS_RING_BYTES, EventKind, GoEvent, HistKey, MAX_WAIT_CHANS, NO_STACK,
+    PARK_STACK_DEPTH, PARKS_ENTRIES, ParkSlot, ParkStack, PreciseConfig, RuntimeLayout, SemaWait,
+    SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, hist_slot, park_set,
 };
 
 #[map]
@@ -34,26 +31,18 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static PRECISE_CONFIG: Array<PreciseConfig> = Array::with_max_entries(1, 0);
 
-/// goid → its current park. LRU: a goroutine parked before the map filled and never readied
-/// (or one whose ready we missed) cannot keep a slot forever.
+/// The open parks, by g address (see `probes_ebpf::MAP_PARKS`).
 #[map]
-static PARKED: LruHashMap<u64, GoEvent> = LruHashMap::with_max_entries(PARKED_MAX_ENTRIES, 0);
+static PARKS: Array<ParkSlot> = Array::with_max_entries(PARKS_ENTRIES, BPF_F_MMAPABLE);
 
 /// Per CPU, so that counting needs no atomics (the agent sums the CPUs' copies).
 #[map]
-static WAIT_HIST: LruPerCpuHashMap<HistKey, WaitHist> =
-    LruPerCpuHashMap::with_max_entries(WAIT_HIST_MAX_ENTRIES, 0);
+static WAIT_HIST: PerCpuArray<SiteHist> = PerCpuArray::with_max_entries(WAIT_HIST_MAX_ENTRIES, 0);
 
-/// goid → the semaphore it is about to wait on. LRU, so goroutines that exit without parking
-/// cannot fill it.
+/// g address → the semaphore it is about to wait on. LRU, so goroutines that exit without
+/// parking cannot fill it.
 #[map]
 static SEMA: LruHashMap<u64, SemaWait> = LruHashMap::with_max_entries(65536, 0);
-
-/// User stacks of parks, deduplicated by the kernel: 100k goroutines blocked at one site share
-/// one entry.
-#[btf_map]
-static USTACKS: StackTrace<{ USTACKS_MAX_ENTRIES as usize }, 0, { USTACK_DEPTH as usize }> =
-    StackTrace::new();
 
 #[inline(always)]
 fn regs(ctx: &ProbeContext) -> &pt_regs {
@@ -85,63 +74,108 @@ fn emit(ev: &GoEvent) -> Result<u32, u32> {
     match EVENTS.reserve::<GoEvent>(0) {
         Some(mut slot) => {
             slot.write(*ev);
-            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            slot.submit(flags as u64);
+            slot.submit(wakeup_flags());
             Ok(0)
         }
-        None => {
-            // Never drop silently: the agent reports the sum of this per-CPU counter.
-            if let Some(n) = LOST.get_ptr_mut(0) {
-                // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
-                unsafe { *n += 1 };
-            }
-            Err(4)
-        }
+        None => lost(),
     }
 }
 
 #[inline(always)]
-fn base_event(r: &pt_regs, kind: EventKind) -> GoEvent {
-    // At the probe point the stack-check prologue has not pushed anything yet, so [RSP] is the
-    // return address into the caller.
-    let caller_pc = read_u64(r.rsp, 0).unwrap_or(0);
-    GoEvent {
-        // SAFETY: no preconditions.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        tid: bpf_get_current_pid_tgid() as u32,
-        kind: kind as u32,
-        caller_pc,
-        stack_id: NO_STACK,
-        ..GoEvent::default()
+fn wakeup_flags() -> u64 {
+    (if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }) as u64
+}
+
+#[inline(always)]
+fn lost() -> Result<u32, u32> {
+    // Never drop silently: the agent reports the sum of this per-CPU counter.
+    if let Some(n) = LOST.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+        unsafe { *n += 1 };
     }
+    Err(4)
 }
 
-/// `func gopark(unlockf func(*g, unsafe.Pointer) bool, lock unsafe.Pointer, reason waitReason,
-///              traceReason traceBlockReason, traceskip int)` (src/runtime/proc.go, Go 1.22–1.27):
-/// RAX = unlockf, RBX = lock, RCX = reason (uint8).
-#[uprobe]
-pub fn gopark(ctx: ProbeContext) -> u32 {
-    try_gopark(&ctx).unwrap_or_else(|e| e)
+/// Sends a park with its goroutine's details read from `g` and its stack walked from
+/// (`pc`, `bp`): the ring entry is filled in place (a `ParkStack` is too big for the BPF stack).
+/// `first` is the innermost PC (inside gopark) and `caller` the PC before the frame chain at
+/// `bp` (gopark's return address when `bp` is its caller's frame, else 0).
+#[inline(always)]
+fn emit_park(
+    l: &RuntimeLayout,
+    g: u64,
+    park: &ParkSlot,
+    goid: u64,
+    first: u64,
+    caller: u64,
+    bp: u64,
+) -> Result<u32, u32> {
+    let Some(mut entry) = EVENTS.reserve::<ParkStack>(0) else {
+        return lost();
+    };
+    let out = entry.as_mut_ptr();
+    // SAFETY: `out` points at a reserved ring entry of size_of::<ParkStack>(), ours until
+    // submitted; every field is written below before the submit.
+    unsafe {
+        let ev = &mut (*out).ev;
+        *ev = GoEvent {
+            ts_ns: park.ts_ns,
+            goid,
+            obj: park.obj,
+            caller_pc: caller,
+            tid: park.tid,
+            kind: EventKind::Park as u32,
+            reason: park.reason,
+            stack_id: NO_STACK,
+            ..GoEvent::default()
+        };
+        fill_goroutine(l, g, ev);
+        let mut n = 0usize;
+        (*out).pcs = [0; PARK_STACK_DEPTH];
+        if first != 0 {
+            (*out).pcs[0] = first;
+            n = 1;
+        }
+        if caller != 0 && n < PARK_STACK_DEPTH {
+            (*out).pcs[n & (PARK_STACK_DEPTH - 1)] = caller;
+            n += 1;
+        }
+        // Go keeps frame pointers on amd64: [bp] = the caller's bp, [bp+8] = the return address.
+        let mut bp = bp;
+        for _ in 0..PARK_STACK_DEPTH {
+            if bp == 0 || n >= PARK_STACK_DEPTH {
+                break;
+            }
+            let Ok(rec) = bpf_probe_read_user(bp as *const [u64; 2]) else {
+                break;
+            };
+            if rec[1] == 0 {
+                break;
+            }
+            (*out).pcs[n & (PARK_STACK_DEPTH - 1)] = rec[1];
+            n += 1;
+            bp = rec[0];
+        }
+        (*out).n_pcs = n as u32;
+        (*out)._pad0 = 0;
+    }
+    entry.submit(wakeup_flags());
+    Ok(0)
 }
 
-fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
-    let l = layout()?;
-    let r = regs(ctx);
-    let g = r.r14;
-    let mut ev = base_event(r, EventKind::Park);
-    ev.goid = read_u64(g, l.g_goid)?;
-    ev.obj = r.rbx;
-    ev.reason = (r.rcx & 0xff) as u32;
+/// The goroutine's creation and what it waits on, read from its g.
+#[inline(always)]
+fn fill_goroutine(l: &RuntimeLayout, g: u64, ev: &mut GoEvent) {
     ev.parent_goid = read_u64(g, l.g_parent_goid).unwrap_or(0);
     ev.gopc = read_u64(g, l.g_gopc).unwrap_or(0);
     ev.startpc = read_u64(g, l.g_startpc).unwrap_or(0);
-
     // chansend/chanrecv set gp.waiting to their sudog, selectgo to the list of one sudog per
-    // case linked by waitlink (src/runtime/chan.go, select.go), all before calling gopark.
+    // case linked by waitlink (src/runtime/chan.go, select.go), all before calling gopark; they
+    // clear it only once the goroutine runs again, after its wake-up.
     let mut sg = read_u64(g, l.g_waiting).unwrap_or(0);
     let mut n = 0u32;
     for i in 0..MAX_WAIT_CHANS {
@@ -163,26 +197,145 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
         }
     }
     ev.n_chans = n;
-
-    // The kernel walks frame pointers from RBP, which at this point (before gopark's own
-    // `PUSHQ BP`) is the caller's frame: the stack reads gopark, then the caller's caller. The
-    // caller itself is `caller_pc`; the agent splices it in.
-    ev.stack_id = ctx
-        .get_stackid(&USTACKS, BPF_F_USER_STACK as u64)
-        .map(|id| id as u32)
-        .unwrap_or(NO_STACK);
-
     // A sync primitive's entry point recorded which semaphore this goroutine goes to wait on.
-    if let Some(w) = SEMA.get_ptr(ev.goid) {
+    if let Some(w) = SEMA.get_ptr(g) {
         // SAFETY: pointer from a successful map lookup, valid for this program run.
         let w = unsafe { *w };
         ev.sema_addr = w.addr;
         ev.sema_kind = w.kind;
-        let _ = SEMA.remove(ev.goid);
     }
-    // Kept until `ready`, for the histograms and for a late send of a wait that turns long.
-    let _ = PARKED.insert(ev.goid, ev, 0);
-    if min_wait_ns() == 0 { emit(&ev) } else { Ok(0) }
+}
+
+#[inline(always)]
+fn base_event(kind: EventKind) -> GoEvent {
+    GoEvent {
+        // SAFETY: no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        tid: bpf_get_current_pid_tgid() as u32,
+        kind: kind as u32,
+        stack_id: NO_STACK,
+        ..GoEvent::default()
+    }
+}
+
+/// The slot of `g`'s open park in its set, if any.
+#[inline(always)]
+fn find_park(g: u64) -> Option<*mut ParkSlot> {
+    let set = park_set(g) * 2;
+    for way in 0..2 {
+        if let Some(s) = PARKS.get_ptr_mut(set + way) {
+            // SAFETY: pointer into the array map, valid for this program run. Another CPU may
+            // write the same slot (another g of this set) at the same time: a torn slot fails
+            // the g check or, at worst, counts one wait in the wrong bucket.
+            if unsafe { (*s).g } == g {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+/// The slot a new park of `g` takes: its own, a free one, or else the younger park of the set
+/// (the older one is the wait more likely to turn out long).
+#[inline(always)]
+fn claim_park(g: u64) -> Option<*mut ParkSlot> {
+    let set = park_set(g) * 2;
+    let a = PARKS.get_ptr_mut(set)?;
+    let b = PARKS.get_ptr_mut(set + 1)?;
+    // SAFETY: pointers into the array map, valid for this program run (see find_park).
+    unsafe {
+        let (ga, gb) = ((*a).g, (*b).g);
+        Some(if ga == g || (ga == 0 && gb != g) {
+            a
+        } else if gb == g || gb == 0 || (*a).ts_ns < (*b).ts_ns {
+            b
+        } else {
+            a
+        })
+    }
+}
+
+/// `func gopark(unlockf func(*g, unsafe.Pointer) bool, lock unsafe.Pointer, reason waitReason,
+///              traceReason traceBlockReason, traceskip int)` (src/runtime/proc.go, Go 1.22–1.27):
+/// RAX = unlockf, RBX = lock, RCX = reason (uint8).
+#[uprobe]
+pub fn gopark(ctx: ProbeContext) -> u32 {
+    try_gopark(&ctx).unwrap_or_else(|e| e)
+}
+
+/// The hot path: on a channel ping-pong nearly every operation parks, so this does no more than
+/// fill the g's slot (two reads of the target for the site). Who the goroutine is, what it waits
+/// on and its stack are read only when the wait is sent: at once with `--min-wait 0`, else at
+/// the wake-up of a wait that lasted `--min-wait` (`try_ready`); waits still in progress the
+/// agent finds by its scans.
+fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
+    let r = regs(ctx);
+    let g = r.r14;
+    let slot = claim_park(g).ok_or(1u32)?;
+    // At the probe point (before gopark's `PUSHQ BP`) RBP is the caller's frame: [RBP+8] is the
+    // caller's return address, [[RBP]+8] its caller's. In Go 1.22-1.27 gopark's callers are
+    // chanrecv/chansend (whose callers are chanrecv1/chansend1/...), selectgo, semacquire1,
+    // time.Sleep and so on (src/runtime/chan.go, select.go, sema.go, time.go).
+    let site = read_site(r.rbp);
+    let park = ParkSlot {
+        g,
+        // SAFETY: no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        obj: r.rbx,
+        site,
+        reason: (r.rcx & 0xff) as u32,
+        tid: bpf_get_current_pid_tgid() as u32,
+    };
+    // SAFETY: pointer into the array map, valid for this program run.
+    unsafe { *slot = park };
+    if min_wait_ns() != 0 {
+        return Ok(0);
+    }
+    let l = layout()?;
+    let goid = read_u64(g, l.g_goid)?;
+    // At entry [RSP] is gopark's return address into its caller.
+    let caller = read_u64(r.rsp, 0).unwrap_or(0);
+    emit_park(l, g, &park, goid, r.rip, caller, r.rbp)
+}
+
+/// Words read at once from the caller's frame record: wide enough to hold the next record too
+/// when the caller's caller has a small frame (chanrecv1 and chansend1 reserve 0x18 bytes, so
+/// their record sits 40 bytes above chanrecv's): one read instead of two. Under 64 bytes on
+/// purpose: x86's user copy switches to a slower string-move path from 64 bytes up
+/// (arch/x86/lib/copy_user_64.S, rep_movs_alternative), which made one 64-byte read cost
+/// about what two 16-byte reads do.
+const SITE_WORDS: usize = 7;
+
+#[inline(always)]
+fn read_site(bp: u64) -> [u64; 2] {
+    if bp == 0 {
+        return [0, 0];
+    }
+    // SAFETY: bpf_probe_read_user faults safely on a bad address.
+    let Ok(w) = (unsafe { bpf_probe_read_user(bp as *const [u64; SITE_WORDS]) }) else {
+        let f1 = read_pair(bp);
+        return [f1[1], read_pair(f1[0])[1]];
+    };
+    let next = w[0];
+    // Constant indexes only: the verifier refuses a variable offset into the BPF stack.
+    let ret2 = match next.wrapping_sub(bp) {
+        16 => w[3],
+        24 => w[4],
+        32 => w[5],
+        40 => w[6],
+        _ => read_pair(next)[1],
+    };
+    [w[1], ret2]
+}
+
+/// A frame record ([bp] = the caller's bp, [bp+8] = the return address); zeros if unreadable.
+#[inline(always)]
+fn read_pair(bp: u64) -> [u64; 2] {
+    if bp == 0 {
+        return [0, 0];
+    }
+    // SAFETY: bpf_probe_read_user faults safely on a bad address.
+    unsafe { bpf_probe_read_user(bp as *const [u64; 2]) }.unwrap_or([0, 0])
 }
 
 #[inline(always)]
@@ -201,42 +354,48 @@ fn bucket(ns: u64) -> usize {
     }
 }
 
-/// Counts a finished wait at its site, in this CPU's copy of the site's histogram.
+/// Counts a finished wait at its site, in this CPU's copy of the site's histogram: its slot,
+/// the other of its pair, or the overflow slot. Per CPU and with preemption off while a BPF
+/// program runs, so no other writer touches this copy meanwhile.
 #[inline(always)]
-fn record_wait(park: &GoEvent, wait_ns: u64) {
+fn record_wait(park: &ParkSlot, wait_ns: u64) {
     let key = HistKey {
-        stack_id: park.stack_id,
+        site: park.site,
         reason: park.reason,
+        _pad0: 0,
     };
-    let h = match WAIT_HIST.get_ptr_mut(&key) {
-        Some(h) => h,
-        None => {
-            let _ = WAIT_HIST.insert(&key, &EMPTY_HIST, BPF_NOEXIST);
-            match WAIT_HIST.get_ptr_mut(&key) {
-                Some(h) => h,
-                None => return,
+    let first = hist_slot(&key);
+    let mut slot = None;
+    for i in [first, first ^ 1] {
+        let Some(h) = WAIT_HIST.get_ptr_mut(i) else {
+            continue;
+        };
+        // SAFETY: pointer into this CPU's copy of the array, valid for this program run.
+        unsafe {
+            if (*h).hist.count == 0 {
+                (*h).key = key;
+                slot = Some(h);
+                break;
+            }
+            if (*h).key == key {
+                slot = Some(h);
+                break;
             }
         }
+    }
+    let Some(h) = slot.or_else(|| WAIT_HIST.get_ptr_mut(WAIT_HIST_SLOTS)) else {
+        return;
     };
     let i = bucket(wait_ns);
-    // SAFETY: `h` points at this CPU's copy of a map value, valid for this program run, and
-    // no other program writes it while this one runs on this CPU.
+    // SAFETY: as above.
     unsafe {
-        (*h).count += 1;
-        (*h).total_ns += wait_ns;
+        (*h).hist.count += 1;
+        (*h).hist.total_ns += wait_ns;
         if i < WAIT_HIST_BUCKETS {
-            (*h).buckets[i] += 1;
+            (*h).hist.buckets[i] += 1;
         }
     }
 }
-
-/// A zeroed histogram in read-only data: 336 bytes would not fit the 512-byte BPF stack next
-/// to the events.
-static EMPTY_HIST: WaitHist = WaitHist {
-    count: 0,
-    total_ns: 0,
-    buckets: [0; WAIT_HIST_BUCKETS],
-};
 
 /// `func ready(gp *g, traceskip int, next bool)` (src/runtime/proc.go, Go 1.22–1.27):
 /// RAX = gp, the goroutine being made runnable; R14 = the g doing it.
@@ -246,34 +405,46 @@ pub fn ready(ctx: ProbeContext) -> u32 {
 }
 
 fn try_ready(ctx: &ProbeContext) -> Result<u32, u32> {
-    let l = layout()?;
     let r = regs(ctx);
-    let mut ev = base_event(r, EventKind::Ready);
-    ev.goid = read_u64(r.rax, l.g_goid)?;
+    let gp = r.rax;
+    let min = min_wait_ns();
+    let Some(slot) = find_park(gp) else {
+        // Parked before the attach (or evicted): its end is news either way.
+        return emit_ready(r, gp);
+    };
+    // SAFETY: pointer into the array map, valid for this program run; copied out (48 bytes)
+    // and freed at once, so that the g's next park finds the slot free.
+    let park = unsafe { *slot };
+    unsafe { (*slot).g = 0 };
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let wait = now.saturating_sub(park.ts_ns);
+    record_wait(&park, wait);
+    if min == 0 {
+        emit_ready(r, gp)
+    } else if wait >= min {
+        // A long wait: its park, sent now with what the still-parked g holds (its sudogs and,
+        // in g.sched, where it stopped: src/runtime/runtime2.go, gobuf), then its end.
+        let l = layout()?;
+        let goid = read_u64(gp, l.g_goid)?;
+        let pc = read_u64(gp, l.g_sched_pc).unwrap_or(0);
+        let bp = read_u64(gp, l.g_sched_bp).unwrap_or(0);
+        let _ = SEMA.remove(gp);
+        emit_park(l, gp, &park, goid, pc, 0, bp).and_then(|_| emit_ready(r, gp))
+    } else {
+        Ok(0)
+    }
+}
+
+/// Sends the end of a wait: `gp` made runnable by the current g.
+#[inline(always)]
+fn emit_ready(r: &pt_regs, gp: u64) -> Result<u32, u32> {
+    let l = layout()?;
+    let mut ev = base_event(EventKind::Ready);
+    ev.goid = read_u64(gp, l.g_goid)?;
     // The waker may be g0 (e.g. netpoll or timers on a system stack); its goid is 0 then.
     ev.peer_goid = read_u64(r.r14, l.g_goid).unwrap_or(0);
-    let min = min_wait_ns();
-    match PARKED.get_ptr(ev.goid) {
-        Some(p) => {
-            // SAFETY: pointer from a successful map lookup, valid for this program run (read
-            // in place: a copy would not fit the BPF stack next to `ev`).
-            let park = unsafe { &*p };
-            let wait = ev.ts_ns.saturating_sub(park.ts_ns);
-            record_wait(park, wait);
-            let sent = if min == 0 {
-                emit(&ev)
-            } else if wait >= min {
-                // A long wait: its park, sent now, then its end.
-                emit(park).and_then(|_| emit(&ev))
-            } else {
-                Ok(0)
-            };
-            let _ = PARKED.remove(ev.goid);
-            sent
-        }
-        // Parked before the attach (or evicted): its end is news either way.
-        None => emit(&ev),
-    }
+    emit(&ev)
 }
 
 /// Go 1.22: `func newproc1(fn *funcval, callergp *g, callerpc uintptr) *g`; Go 1.23–1.27 add
@@ -287,7 +458,8 @@ pub fn newproc1(ctx: ProbeContext) -> u32 {
 fn try_newproc1(ctx: &ProbeContext) -> Result<u32, u32> {
     let l = layout()?;
     let r = regs(ctx);
-    let mut ev = base_event(r, EventKind::Create);
+    let mut ev = base_event(EventKind::Create);
+    ev.caller_pc = read_u64(r.rsp, 0).unwrap_or(0);
     ev.parent_goid = read_u64(r.rbx, l.g_goid).unwrap_or(0);
     ev.gopc = r.rcx;
     // funcval's first word is the function's entry PC (src/runtime/runtime2.go, funcval).
@@ -304,9 +476,9 @@ pub fn goexit1(ctx: ProbeContext) -> u32 {
 fn try_goexit1(ctx: &ProbeContext) -> Result<u32, u32> {
     let l = layout()?;
     let r = regs(ctx);
-    let mut ev = base_event(r, EventKind::Exit);
+    let mut ev = base_event(EventKind::Exit);
     ev.goid = read_u64(r.r14, l.g_goid)?;
-    let _ = SEMA.remove(ev.goid);
+    let _ = SEMA.remove(r.r14);
     emit(&ev)
 }
 
@@ -320,9 +492,8 @@ pub fn semacquire(ctx: ProbeContext) -> u32 {
 }
 
 fn try_semacquire(ctx: &ProbeContext) -> Result<u32, u32> {
-    let l = layout()?;
     let r = regs(ctx);
-    let goid = read_u64(r.r14, l.g_goid)?;
+    let g = r.r14;
     // SAFETY: the context pointer comes from the kernel for this program type.
     let kind = unsafe { aya_ebpf::helpers::generated::bpf_get_attach_cookie(ctx.regs.cast()) };
     let w = SemaWait {
@@ -330,7 +501,7 @@ fn try_semacquire(ctx: &ProbeContext) -> Result<u32, u32> {
         kind: kind as u32,
         _pad0: 0,
     };
-    SEMA.insert(goid, w, 0).map_err(|_| 5u32)?;
+    SEMA.insert(g, w, 0).map_err(|_| 5u32)?;
     Ok(0)
 }
 

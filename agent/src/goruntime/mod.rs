@@ -494,6 +494,8 @@ impl GoBinary {
             g_waiting: l.g.waiting,
             sudog_c: l.sudog.c,
             sudog_waitlink: l.sudog.waitlink,
+            g_sched_pc: l.g.sched_pc,
+            g_sched_bp: l.g.sched_bp,
             _pad0: 0,
         }
     }
