@@ -99,11 +99,18 @@ impl Goroutine {
         self.wait_obj = sg.wait_chans.first().copied().unwrap_or(0);
         self.wait_chans = sg.wait_chans.clone();
         self.n_wait_chans = sg.wait_chans.len() as u32;
-        self.sema = sg.sema_addr.map(|addr| {
-            let kind = crate::goruntime::syncobj::kind_for_reason(wait_reason);
-            (addr, kind.map_or(0, |k| k as u32))
-        });
+        self.sema = scanned_sema(sg, wait_reason);
     }
+}
+
+/// The semaphore a scan found a goroutine queued on (from the runtime's semaphore table), with
+/// the primitive its wait reason implies, 0 when the reason does not say (see
+/// `syncwait::refine`, which settles that from the stack).
+pub fn scanned_sema(sg: &crate::scan::ScannedG, wait_reason: &str) -> Option<(u64, u32)> {
+    sg.sema_addr.map(|addr| {
+        let kind = crate::goruntime::syncobj::kind_for_reason(wait_reason);
+        (addr, kind.map_or(0, |k| k as u32))
+    })
 }
 
 /// When a wait the scans found began: `g.waitsince` when the runtime set it before `seen_ns`
@@ -263,13 +270,13 @@ impl Model {
                 let n = (ev.n_chans as usize).min(ev.chans.len());
                 g.wait_chans = ev.chans[..n].iter().copied().filter(|&c| c != 0).collect();
                 g.n_wait_chans = ev.n_chans;
-                g.sema = (ev.sema_kind != 0
-                    && probes_ebpf::SemaKind::try_from(ev.sema_kind).is_ok_and(|k| {
-                        self.reason_names
-                            .get(ev.reason as usize)
-                            .is_some_and(|n| crate::goruntime::syncobj::reason_matches(k, n))
-                    }))
-                .then_some((ev.sema_addr, ev.sema_kind));
+                g.sema = self
+                    .reason_names
+                    .get(ev.reason as usize)
+                    .and_then(|n| {
+                        crate::goruntime::syncobj::object_of(ev.sema_kind, ev.sema_addr, n)
+                    })
+                    .map(|_| (ev.sema_addr, ev.sema_kind));
                 g.stack_id = (ev.stack_id != probes_ebpf::NO_STACK).then_some(ev.stack_id);
                 g.gopc = ev.gopc;
                 g.startpc = ev.startpc;

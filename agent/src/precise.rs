@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use probes_ebpf::{
-    GoEvent, HistKey, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_SEMA, MAP_WAIT_HIST, NO_STACK,
-    PARKS_ENTRIES, ParkSlot, PreciseConfig, SemaWait, SiteHist, WAIT_HIST_BUCKETS,
-    WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, WaitHist, park_set,
+    GoEvent, HistKey, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_WAIT_HIST, NO_STACK, PARKS_ENTRIES,
+    ParkSlot, PreciseConfig, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS,
+    WaitHist, park_set,
 };
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -130,15 +130,19 @@ pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, WaitHist)>, ProbeError> 
             } else {
                 h.key
             };
-            let sum = merged.entry(key).or_default();
-            sum.count += h.hist.count;
-            sum.total_ns += h.hist.total_ns;
-            for (s, b) in sum.buckets.iter_mut().zip(h.hist.buckets.iter()) {
-                *s += b;
-            }
+            add(merged.entry(key).or_default(), &h.hist);
         }
     }
     Ok(merged.into_iter().collect())
+}
+
+/// Adds `h`'s waits into `sum`.
+fn add(sum: &mut WaitHist, h: &WaitHist) {
+    sum.count += h.count;
+    sum.total_ns += h.total_ns;
+    for (s, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
+        *s += b;
+    }
 }
 
 /// One site's finished waits, for the report.
@@ -192,12 +196,7 @@ pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, WaitHist)]) -> Vec<WaitHi
         } else {
             ctx.bin.wait_reason(key.reason).into_owned()
         };
-        let m = merged.entry((reason, site)).or_default();
-        m.count += h.count;
-        m.total_ns += h.total_ns;
-        for (s, b) in m.buckets.iter_mut().zip(h.buckets.iter()) {
-            *s += b;
-        }
+        add(merged.entry((reason, site)).or_default(), h);
     }
     let mut out: Vec<WaitHistogram> = merged
         .into_iter()
@@ -248,7 +247,6 @@ impl OpenParks {
     /// Returns the goroutines taken, whose stacks the caller walks while the target runs.
     pub fn take(
         &mut self,
-        a: &Attached,
         table: &ParkTable,
         model: &mut crate::model::Model,
         scan: &crate::scan::Scan,
@@ -266,21 +264,7 @@ impl OpenParks {
             }
             match table.find(sg.addr) {
                 Some(slot) if slot.reason == sg.wait_reason && slot.ts_ns <= now_ns => {
-                    let reason = reason_name(sg.wait_reason);
-                    let mut park = park_event(&slot, sg, &reason);
-                    if park.0.sema_kind == 0
-                        && sg.wait_chans.is_empty()
-                        && let Some(w) = sema_wait(a, sg.addr)
-                        && probes_ebpf::SemaKind::try_from(w.kind)
-                            .is_ok_and(|k| crate::goruntime::syncobj::reason_matches(k, &reason))
-                    {
-                        // What the semaphore table cannot say (a WaitGroup parks as plain
-                        // "semacquire" before Go 1.24; a Cond is not in it), the semacquire
-                        // probe recorded for this g.
-                        park.0.sema_addr = w.addr;
-                        park.0.sema_kind = w.kind;
-                    }
-                    parks.push(park);
+                    parks.push((park_event(&slot, sg), sg));
                 }
                 _ => {
                     let obj = sg.wait_chans.first().copied().or(sg.sema_addr).unwrap_or(0);
@@ -300,10 +284,14 @@ impl OpenParks {
         }
         self.unmatched = unmatched;
         parks.sort_by_key(|(ev, _)| ev.ts_ns);
-        for (ev, addr) in parks {
+        for (ev, sg) in parks {
             model.apply(&ev);
             if let Some(g) = model.get_mut(ev.goid) {
-                g.g_addr = addr;
+                g.g_addr = sg.addr;
+                // As a scan-found wait's: the primitive, where the reason does not name it (a
+                // WaitGroup before Go 1.24, a Cond), comes from the stack (syncwait::refine,
+                // run when the caller walks it).
+                g.sema = crate::model::scanned_sema(sg, &reason_name(sg.wait_reason));
             }
             taken.push(ev.goid);
             on_park(&ev)?;
@@ -312,16 +300,9 @@ impl OpenParks {
     }
 }
 
-/// The semaphore the semacquire probe recorded for the g at `g_addr` (`MAP_SEMA`), if any.
-fn sema_wait(a: &Attached, g_addr: u64) -> Option<SemaWait> {
-    let map = a.ebpf().map(MAP_SEMA)?;
-    let sema: aya::maps::HashMap<&MapData, u64, SemaWait> =
-        aya::maps::HashMap::try_from(map).ok()?;
-    sema.get(&g_addr, 0).ok()
-}
-
-/// A park from the kernel's table, with what the scan read of the goroutine.
-fn park_event(slot: &ParkSlot, sg: &crate::scan::ScannedG, reason: &str) -> (GoEvent, u64) {
+/// A park from the kernel's table, with what the scan read of the goroutine's creation and
+/// channels.
+fn park_event(slot: &ParkSlot, sg: &crate::scan::ScannedG) -> GoEvent {
     let mut ev = GoEvent {
         ts_ns: slot.ts_ns,
         goid: sg.goid,
@@ -339,14 +320,7 @@ fn park_event(slot: &ParkSlot, sg: &crate::scan::ScannedG, reason: &str) -> (GoE
     for (d, c) in ev.chans.iter_mut().zip(sg.wait_chans.iter()) {
         *d = *c;
     }
-    if let (Some(addr), Some(kind)) = (
-        sg.sema_addr,
-        crate::goruntime::syncobj::kind_for_reason(reason),
-    ) {
-        ev.sema_addr = addr;
-        ev.sema_kind = kind as u32;
-    }
-    (ev, sg.addr)
+    ev
 }
 
 #[cfg(test)]

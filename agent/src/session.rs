@@ -489,7 +489,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                         && same_program()
                     {
                         let stream = streamer(&mut events, &ctx);
-                        let taken = open_parks.take(fd.get_ref(), table, &mut model, &s, &ctx, stream)?;
+                        let taken = open_parks.take(table, &mut model, &s, &ctx, stream)?;
                         scans.walk_taken(&taken, &mut model, &ctx, pid);
                         scans.observe_program(&s, &model, &ctx, pid, &mut events)?;
                     }
@@ -505,7 +505,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                     && same_program()
                 {
                     let stream = streamer(&mut events, &ctx);
-                    let taken = open_parks.take(fd.get_ref(), table, &mut model, &s, &ctx, stream)?;
+                    let taken = open_parks.take(table, &mut model, &s, &ctx, stream)?;
                     scans.walk_taken(&taken, &mut model, &ctx, pid);
                 }
                 let threshold_ns = threshold.as_nanos() as u64;
@@ -548,8 +548,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             Mode::Precise | Mode::Trap => {
                 if let Some(table) = &park_table {
                     let stream = streamer(&mut events, &ctx);
-                    let taken =
-                        open_parks.take(&attached, table, &mut model, &last, &ctx, stream)?;
+                    let taken = open_parks.take(table, &mut model, &last, &ctx, stream)?;
                     scans.walk_taken(&taken, &mut model, &ctx, pid);
                 }
                 model.reconcile(&last);
@@ -602,17 +601,12 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             stacks.insert(g.goid, stack_set.intern(pcs));
             continue;
         }
-        if stacks.contains_key(&g.goid) {
-            continue;
-        }
-        match g.stack_id {
-            Some(_) => {}
-            None if final_scan && g.g_addr != 0 => to_walk.push((
+        if !stacks.contains_key(&g.goid) && final_scan && g.g_addr != 0 {
+            to_walk.push((
                 g.goid,
                 g.g_addr,
                 [bin.layout.g.sched_pc, bin.layout.g.sched_bp],
-            )),
-            None => {}
+            ));
         }
     }
     // In chunks: walking 100k stacks at once would hold every level's reads at once.

@@ -264,7 +264,8 @@ pub fn gopark(ctx: ProbeContext) -> u32 {
 }
 
 /// The hot path: on a channel ping-pong nearly every operation parks, so this does no more than
-/// fill the g's slot (two reads of the target for the site). Who the goroutine is, what it waits
+/// fill the g's slot (one read of the target's stack for the site; two when the frames are far
+/// apart). Who the goroutine is, what it waits
 /// on and its stack are read only when the wait is sent: at once with `--min-wait 0`, else at
 /// the wake-up of a wait that lasted `--min-wait` (`try_ready`); waits still in progress the
 /// agent finds by its scans.
