@@ -1,19 +1,21 @@
 //! Precise mode's in-kernel aggregation: short waits filtered in the kernel (a park is sent
 //! only once its wait has lasted `--min-wait`), the parks still open kept in the `PARKS` table,
-//! and per-site wait histograms (`WAIT_HIST`, keyed by two return addresses above the parking
-//! runtime function and the wait reason) instead of a stream of every transition.
+//! and per-site wait histograms (`WAIT_HIST`, keyed by the wait reason and one return address,
+//! read where [`site_plans`] says the wait's site lies above the parking runtime function)
+//! instead of a stream of every transition.
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{MapData, PerCpuArray};
 use probes_ebpf::{
-    GoEvent, HistKey, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_WAIT_HIST, NO_STACK, PARKS_ENTRIES,
-    ParkSlot, PreciseConfig, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS,
-    WaitHist, park_set,
+    GoEvent, HistKey, MAP_PARKS, MAP_WAIT_HIST, NO_STACK, PARKS_ENTRIES, ParkSlot, PreciseConfig,
+    SITE_REASONS, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, WaitHist,
+    park_set,
 };
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use crate::goruntime::GoBinary;
 use crate::probes::{Attached, ProbeError};
 use crate::report::BlockingSite;
 use crate::summary::Context;
@@ -26,16 +28,124 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
     }
 }
 
-/// Sets the in-kernel filter: parks are streamed once their wait reaches `min_wait_ns`.
-pub fn set_min_wait(a: &mut Attached, min_wait_ns: u64) -> Result<(), ProbeError> {
-    let map = a
-        .ebpf_mut()
-        .map_mut(MAP_PRECISE_CONFIG)
-        .ok_or(ProbeError::Missing(MAP_PRECISE_CONFIG))?;
-    let mut cfg: Array<_, PreciseConfig> =
-        Array::try_from(map).map_err(map_err(MAP_PRECISE_CONFIG))?;
-    cfg.set(0, PreciseConfig { min_wait_ns }, 0)
-        .map_err(map_err(MAP_PRECISE_CONFIG))
+/// Precise mode's in-kernel settings: parks are streamed once their wait reaches
+/// `min_wait_ns`, and each wait reason's site is read where [`site_plans`] found it.
+pub fn config(bin: &GoBinary, min_wait_ns: u64) -> PreciseConfig {
+    let mut config = PreciseConfig {
+        min_wait_ns,
+        ..Default::default()
+    };
+    for (code, plan) in site_plans(bin).iter().enumerate().take(SITE_REASONS) {
+        config.site_words[code] = plan.words;
+    }
+    config
+}
+
+/// The runtime's wrappers between the function that parks and a wait's site, per wait reason
+/// (a `(durable)` or `(synctest)` variant counts as its plain reason), innermost first; `a|b`
+/// names one function by its names across versions. Without an entry the site is the parking
+/// function's caller: selectgo, runtime.block and time.Sleep are called from the user's code.
+/// - channels: chanrecv parks for chanrecv1/chanrecv2 (`<-c`, `v, ok := <-c`), chansend for
+///   chansend1 (src/runtime/chan.go); select's non-blocking forms never park. chanrecv1 and
+///   chanrecv2 have one frame size in Go 1.22-1.27; a `v, ok` receive where they differ is
+///   caught by [`site_of`]'s check.
+/// - sync: semacquire1 parks, called by the `runtime_Semacquire*` linkname wrappers
+///   (src/runtime/sema.go). A Mutex's wrapper is called by lockSlow, whose caller is Lock
+///   (inlined into the user's code), in package sync up to Go 1.23 and internal/sync from 1.24.
+///   RLock is inlined into the user's code, so its wrapper's caller is the site. RWMutex.Lock,
+///   WaitGroup.Wait (up to Go 1.23 with the reason "semacquire") and Cond.Wait (whose
+///   notifyListWait parks) are too big to inline: they are skipped too. A waiter that took
+///   another path to the same reason (the "semacquire" of internal/poll's fdMutex, say) fails
+///   [`site_of`]'s check.
+const SITE_WRAPPERS: &[(&str, &[&str])] = &[
+    ("chan receive", &["runtime.chanrecv1"]),
+    ("chan receive (nil chan)", &["runtime.chanrecv1"]),
+    ("chan send", &["runtime.chansend1"]),
+    ("chan send (nil chan)", &["runtime.chansend1"]),
+    (
+        "sync.Mutex.Lock",
+        &[
+            "sync.runtime_SemacquireMutex|internal/sync.runtime_SemacquireMutex",
+            "sync.(*Mutex).lockSlow|internal/sync.(*Mutex).lockSlow",
+        ],
+    ),
+    ("sync.RWMutex.RLock", &["sync.runtime_SemacquireRWMutexR"]),
+    (
+        "sync.RWMutex.Lock",
+        &["sync.runtime_SemacquireRWMutex", "sync.(*RWMutex).Lock"],
+    ),
+    (
+        "sync.WaitGroup.Wait",
+        &["sync.runtime_SemacquireWaitGroup", "sync.(*WaitGroup).Wait"],
+    ),
+    (
+        "semacquire",
+        &["sync.runtime_Semacquire", "sync.(*WaitGroup).Wait"],
+    ),
+    ("sync.Cond.Wait", &["sync.(*Cond).Wait"]),
+];
+
+/// Where one wait reason's site lies above the parking function's frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SitePlan {
+    /// 8-byte words from the parking function's frame pointer to the site's frame record: the
+    /// wrappers' frames (each its largest SP delta, plus its return address and saved BP).
+    pub words: u8,
+    /// The outermost wrapper's entry (link-time), which the site's call must call; None when
+    /// the site is the parking function's caller.
+    pub callee: Option<u64>,
+}
+
+/// Each wait reason's [`SitePlan`], indexed by the reason's code. A reason whose wrappers are
+/// missing from the binary (another version's names) or have no frame size reads its parking
+/// function's caller.
+pub fn site_plans(bin: &GoBinary) -> Vec<SitePlan> {
+    let Some(tab) = bin.pclntab() else {
+        return vec![SitePlan::default(); bin.wait_reasons.len()];
+    };
+    let plan = |name: &str| -> Option<SitePlan> {
+        let base = name
+            .strip_suffix(" (durable)")
+            .or_else(|| name.strip_suffix(" (synctest)"))
+            .unwrap_or(name);
+        let (_, wrappers) = SITE_WRAPPERS.iter().find(|(r, _)| *r == base)?;
+        let (mut bytes, mut callee) = (0u64, None);
+        for names in *wrappers {
+            let f = names.split('|').find_map(|n| tab.lookup_function(n))?;
+            // The wrapper's frame: its locals and saved BP (the largest SP delta), then the
+            // return address into its caller; the next record up starts there.
+            bytes += u64::try_from(tab.max_sp_delta(&f)?).ok()? + 8;
+            callee = Some(f.entry);
+        }
+        let words = u8::try_from(bytes / 8).ok()?;
+        Some(SitePlan { words, callee })
+    };
+    bin.wait_reasons
+        .iter()
+        .map(|name| plan(name).unwrap_or_default())
+        .collect()
+}
+
+/// The site of a histogram key: its return address, if it is one: right after a call, and for a
+/// reason with wrappers, a direct call of the outermost wrapper. Anything else (a wait that
+/// took a path its reason's plan does not know, e.g. through reflect) was read from the wrong
+/// frame and has no site.
+fn site_of(bin: &GoBinary, bias: u64, plans: &[SitePlan], key: &HistKey) -> Option<u64> {
+    let ret = key.site.checked_sub(bias).filter(|&r| r != 0)?;
+    let code = bin.bytes_at(ret.checked_sub(5)?, 5)?;
+    let plan = plans.get(key.reason as usize).copied().unwrap_or_default();
+    // CALL rel32 (E8 disp32): the callee is the return address plus the displacement.
+    let direct = (code[0] == 0xE8).then(|| {
+        let disp = i32::from_le_bytes([code[1], code[2], code[3], code[4]]);
+        ret.wrapping_add_signed(i64::from(disp))
+    });
+    // Indirect calls: CALL reg (FF D0+r, with a REX prefix for r8-r15), CALL [reg+disp8].
+    let indirect = (code[3] == 0xFF && (0xD0..=0xD7).contains(&code[4]))
+        || (code[2] == 0xFF && (0x50..=0x57).contains(&code[3]));
+    match plan.callee {
+        Some(want) => (direct == Some(want)).then_some(key.site),
+        None => (direct.is_some() || indirect).then_some(key.site),
+    }
 }
 
 /// The kernel's table of open parks (`probes_ebpf::MAP_PARKS`), mapped read-only into the
@@ -182,11 +292,15 @@ fn quantile_le(h: &WaitHist, q: f64) -> u64 {
 pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, WaitHist)]) -> Vec<WaitHistogram> {
     let mut merged: std::collections::BTreeMap<(String, Option<(String, String)>), WaitHist> =
         Default::default();
+    let plans = site_plans(ctx.bin);
     for (key, h) in hists {
-        // The first frame outside the runtime and sync, else the outermost of the two (a sync
-        // wait's site stops in package sync: see HistKey).
-        let pcs: Vec<u64> = key.site.iter().copied().filter(|&pc| pc != 0).collect();
-        let frames = unwind::symbolize(ctx.bin, ctx.bias, &pcs);
+        // The first frame outside the runtime and sync, else the outermost (a sync wait's site
+        // may stop in package sync: see SITE_WRAPPERS).
+        let pcs: Vec<u64> = site_of(ctx.bin, ctx.bias, &plans, key)
+            .into_iter()
+            .collect();
+        let frames =
+            unwind::symbolize_stack(ctx.bin, ctx.bias, &pcs, unwind::Innermost::ReturnAddress);
         let site = unwind::blocking_site(&frames)
             .or_else(|| frames.iter().rev().find(|f| !f.file.is_empty()))
             .map(|f| (f.function.clone(), format!("{}:{}", f.file, f.line)));
@@ -342,7 +456,7 @@ mod tests {
         let mut slots = std::collections::HashSet::new();
         for pc in 0..2_000u64 {
             let key = HistKey {
-                site: [0x40_1000 + pc * 13, 0x45_0000 + pc * 7],
+                site: 0x40_1000 + pc * 13,
                 reason: (pc % 40) as u32,
                 _pad0: 0,
             };

@@ -51,6 +51,33 @@ pub fn require_for_ebpf() -> Result<(), String> {
     ))
 }
 
+/// Why attaching a uprobe failed, when it is privileges: kernels since 2025 again require
+/// CAP_SYS_ADMIN to create a uprobe perf event (CAP_BPF + CAP_PERFMON are not enough; seen here
+/// as EACCES from perf_event_open). None when the error is not a refusal, or CAP_SYS_ADMIN is
+/// there (the refusal then has another cause, which the error itself says).
+pub fn uprobe_refusal(err: &dyn std::fmt::Debug, caps: Option<u64>) -> Option<String> {
+    let text = format!("{err:?}");
+    let refused = [
+        "PermissionDenied",
+        "EACCES",
+        "EPERM",
+        "os error 13)",
+        "os error 1)",
+    ]
+    .iter()
+    .any(|s| text.contains(s));
+    if !refused || caps.is_some_and(|c| has(c, CAP_SYS_ADMIN)) {
+        return None;
+    }
+    Some(
+        "the kernel refused to attach a uprobe: this kernel requires CAP_SYS_ADMIN (or root) for \
+         uprobes, which precise mode uses. Run blockprobe as root or add CAP_SYS_ADMIN, or use \
+         `--mode scan` (the default), which attaches no uprobe and needs only CAP_BPF + \
+         CAP_PERFMON + CAP_SYS_PTRACE"
+            .into(),
+    )
+}
+
 /// A hint appended to an eBPF load error.
 pub fn load_hint(err: &aya::EbpfError) -> String {
     let text = format!("{err:?}");
@@ -80,5 +107,18 @@ mod tests {
         let caps = (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_SYS_PTRACE);
         assert!(missing_for_ebpf(caps).is_empty());
         assert_eq!(missing_for_ebpf(1 << CAP_SYS_ADMIN), vec!["CAP_SYS_PTRACE"]);
+        let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+        let mine = (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_SYS_PTRACE);
+        assert!(
+            uprobe_refusal(&eacces, Some(mine))
+                .unwrap()
+                .contains("CAP_SYS_ADMIN")
+        );
+        assert_eq!(
+            uprobe_refusal(&eacces, Some(mine | (1 << CAP_SYS_ADMIN))),
+            None
+        );
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(uprobe_refusal(&enoent, Some(mine)), None);
     }
 }

@@ -14,8 +14,8 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use probes_ebpf::{
-    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKS, MAP_SEMA, MAP_WAIT_HIST, ParkStack,
-    RuntimeLayout, SemaKind,
+    GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_SEMA,
+    MAP_WAIT_HIST, ParkStack, SemaKind,
 };
 use thiserror::Error;
 
@@ -159,10 +159,17 @@ pub struct Attached {
 }
 
 impl Attached {
-    /// Loads the eBPF object, writes the target's runtime layout, and attaches `specs` to the
-    /// process `pid`, whose executable is `bin`. Nothing is attached when any step fails.
-    pub fn attach(pid: u32, bin: &GoBinary, specs: &[ProbeSpec]) -> Result<Self, ProbeError> {
-        Self::attach_to(pid, Path::new(&format!("/proc/{pid}/exe")), bin, specs)
+    /// Loads the eBPF object, writes the target's runtime layout and precise mode's settings
+    /// (`min_wait_ns`: see [`crate::precise::config`]), and attaches `specs` to the process
+    /// `pid`, whose executable is `bin`. Nothing is attached when any step fails.
+    pub fn attach(
+        pid: u32,
+        bin: &GoBinary,
+        specs: &[ProbeSpec],
+        min_wait_ns: u64,
+    ) -> Result<Self, ProbeError> {
+        let exe = format!("/proc/{pid}/exe");
+        Self::attach_to(pid, Path::new(&exe), bin, specs, min_wait_ns)
     }
 
     /// Like [`Attached::attach`], with the executable named explicitly: for a child that has not
@@ -174,6 +181,7 @@ impl Attached {
         exe: &Path,
         bin: &GoBinary,
         specs: &[ProbeSpec],
+        min_wait_ns: u64,
     ) -> Result<Self, ProbeError> {
         let exe = exe.to_path_buf();
         if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -218,22 +226,10 @@ impl Attached {
             hint: privileges::load_hint(&source),
             source: Box::new(source),
         })?;
-        {
-            let map = ebpf
-                .map_mut(MAP_LAYOUT)
-                .ok_or(ProbeError::Missing(MAP_LAYOUT))?;
-            let mut layout: Array<_, RuntimeLayout> =
-                Array::try_from(map).map_err(|source| ProbeError::Map {
-                    map: MAP_LAYOUT,
-                    source: Box::new(source),
-                })?;
-            layout
-                .set(0, bin.runtime_layout_abi(), 0)
-                .map_err(|source| ProbeError::Map {
-                    map: MAP_LAYOUT,
-                    source: Box::new(source),
-                })?;
-        }
+        // Settings before any probe runs: a spawned program's first waits already count.
+        set_first(&mut ebpf, MAP_LAYOUT, bin.runtime_layout_abi())?;
+        let precise = crate::precise::config(bin, min_wait_ns);
+        set_first(&mut ebpf, MAP_PRECISE_CONFIG, precise)?;
 
         let mut probes = Vec::new();
         for (spec, symbol, point) in points {
@@ -259,9 +255,14 @@ impl Attached {
                 &exe,
                 UProbeScope::OneProcess(pid_nz),
             )
-            .map_err(|source| ProbeError::Program {
-                program: spec.program,
-                source: Box::new(source),
+            .map_err(|source| {
+                match privileges::uprobe_refusal(&source, privileges::effective_caps()) {
+                    Some(why) => ProbeError::Privileges(why),
+                    None => ProbeError::Program {
+                        program: spec.program,
+                        source: Box::new(source),
+                    },
+                }
             })?;
             tracing::debug!(
                 symbol,
@@ -354,4 +355,15 @@ impl Attached {
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+}
+
+/// Writes entry 0 of the array map `name`.
+fn set_first<T: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, v: T) -> Result<(), ProbeError> {
+    let map_err = |source| ProbeError::Map {
+        map: name,
+        source: Box::new(source),
+    };
+    let map = ebpf.map_mut(name).ok_or(ProbeError::Missing(name))?;
+    let mut a: Array<_, T> = Array::try_from(map).map_err(map_err)?;
+    a.set(0, v, 0).map_err(map_err)
 }

@@ -49,10 +49,12 @@ pub struct RuntimeLayout {
     /// stopped, for the frame-pointer walk of a long wait's stack at its wake-up.
     pub g_sched_pc: u32,
     pub g_sched_bp: u32,
-    /// Explicit padding, always 0.
-    pub _pad0: u32,
+    /// `runtime.g.m` and `runtime.m.curg`: the user goroutine an M runs, for a waker that is
+    /// on its M's system stack (g0) when it calls `ready`.
+    pub g_m: u32,
+    pub m_curg: u32,
 }
-const _: () = assert!(size_of::<RuntimeLayout>() == 40);
+const _: () = assert!(size_of::<RuntimeLayout>() == 44);
 
 /// What a [`GoEvent`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,15 +223,15 @@ pub struct ParkSlot {
     pub ts_ns: u64,
     /// gopark's `lock` argument (for channel waits `&hchan.lock`).
     pub obj: u64,
-    /// The wait's site: the return addresses of gopark's caller and of its caller (the two
-    /// frames above the runtime function that parked; see [`HistKey`]).
-    pub site: [u64; 2],
+    /// The wait's site: one return address above the runtime function that parked (see
+    /// [`HistKey`]).
+    pub site: u64,
     /// The raw `waitReason`.
     pub reason: u32,
     /// The OS thread it parked on.
     pub tid: u32,
 }
-const _: () = assert!(size_of::<ParkSlot>() == 48);
+const _: () = assert!(size_of::<ParkSlot>() == 40);
 
 /// Precise mode's settings, written by the agent before attaching.
 pub const MAP_PRECISE_CONFIG: &str = "PRECISE_CONFIG";
@@ -246,29 +248,47 @@ pub const WAIT_HIST_MAX_ENTRIES: u32 = WAIT_HIST_SLOTS + 1;
 pub const WAIT_HIST_BUCKETS: usize = 40;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreciseConfig {
     /// Stream a park (and its ready) only once the wait has lasted this long; 0 streams every
     /// park when it happens. Shorter waits still count in the histograms.
     pub min_wait_ns: u64,
+    /// Per wait reason (`waitReason & (SITE_REASONS - 1)`): where, in 8-byte words above the
+    /// parking function's frame pointer, lies the frame record whose return address is the
+    /// wait's site. 0 reads the parking function's own record (its caller's return address,
+    /// e.g. selectgo → the user's select); for `chan receive` it skips chanrecv1's frame. The
+    /// agent computes the words from the binary's frame sizes (`precise::site_words`).
+    pub site_words: [u8; SITE_REASONS],
 }
-const _: () = assert!(size_of::<PreciseConfig>() == 8);
+/// Wait reasons with a site offset of their own (Go 1.22-1.27 have fewer than 64).
+pub const SITE_REASONS: usize = 64;
+const _: () = assert!(size_of::<PreciseConfig>() == 8 + SITE_REASONS);
 
-/// A wait site: two return addresses above the runtime function that parked, and the wait
-/// reason. Two frames, not the stack: each read of the target's stack costs the parking
-/// goroutine about 60-120 ns, so the hot path reads both frame records at once where they lie
-/// close together, and never walks further. Above
-/// `chanrecv`/`chansend` that reaches the user's code (chanrecv1 → caller); above `selectgo` and
-/// `time.Sleep` one level does; sync waits stop inside package sync.
+impl Default for PreciseConfig {
+    fn default() -> Self {
+        PreciseConfig {
+            min_wait_ns: 0,
+            site_words: [0; SITE_REASONS],
+        }
+    }
+}
+
+/// A wait site: the return address into the first frame that is not a runtime wrapper of the
+/// wait (the user's code for channel waits, selects and sleeps; `lockSlow`'s caller for a
+/// Mutex; a sync method for the other sync waits), and the wait reason. One return address,
+/// found at a per-reason offset ([`PreciseConfig::site_words`]), not a frame walk: each read of
+/// the target's stack costs the parking goroutine about 60-120 ns, and a 16-byte read at a
+/// known place costs less than a wider one that finds the place itself (measured on the
+/// ping-pong bench).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HistKey {
-    pub site: [u64; 2],
+    pub site: u64,
     pub reason: u32,
     /// Explicit padding, always 0.
     pub _pad0: u32,
 }
-const _: () = assert!(size_of::<HistKey>() == 24);
+const _: () = assert!(size_of::<HistKey>() == 16);
 
 /// Finished waits at one site.
 #[repr(C)]
@@ -287,13 +307,12 @@ pub struct SiteHist {
     pub key: HistKey,
     pub hist: WaitHist,
 }
-const _: () = assert!(size_of::<SiteHist>() == 24 + size_of::<WaitHist>());
+const _: () = assert!(size_of::<SiteHist>() == 16 + size_of::<WaitHist>());
 
 /// The first of the two slots (`i`, `i ^ 1`) of a site in [`MAP_WAIT_HIST`].
 #[inline(always)]
 pub const fn hist_slot(key: &HistKey) -> u32 {
-    let h = (key.site[0] ^ key.site[1].rotate_left(17) ^ key.reason as u64)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h = (key.site ^ (key.reason as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (h >> 40) as u32 & (WAIT_HIST_SLOTS - 1)
 }
 

@@ -15,8 +15,9 @@ use aya_ebpf::{
 };
 use probes_ebpf::{
     BPF_F_MMAPABLE, EVENTS_RING_BYTES, EventKind, GoEvent, HistKey, MAX_WAIT_CHANS, NO_STACK,
-    PARK_STACK_DEPTH, PARKS_ENTRIES, ParkSlot, ParkStack, PreciseConfig, RuntimeLayout, SemaWait,
-    SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, hist_slot, park_set,
+    PARK_STACK_DEPTH, PARKS_ENTRIES, ParkSlot, ParkStack, PreciseConfig, RuntimeLayout,
+    SITE_REASONS, SemaWait, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS,
+    hist_slot, park_set,
 };
 
 #[map]
@@ -264,32 +265,29 @@ pub fn gopark(ctx: ProbeContext) -> u32 {
 }
 
 /// The hot path: on a channel ping-pong nearly every operation parks, so this does no more than
-/// fill the g's slot (one read of the target's stack for the site; two when the frames are far
-/// apart). Who the goroutine is, what it waits
-/// on and its stack are read only when the wait is sent: at once with `--min-wait 0`, else at
-/// the wake-up of a wait that lasted `--min-wait` (`try_ready`); waits still in progress the
-/// agent finds by its scans.
+/// fill the g's slot, with one 16-byte read of the target's stack for the site. Who the
+/// goroutine is, what it waits on and its stack are read only when the wait is sent: at once
+/// with `--min-wait 0`, else at the wake-up of a wait that lasted `--min-wait` (`try_ready`);
+/// waits still in progress the agent finds by its scans.
 fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
     let r = regs(ctx);
     let g = r.r14;
     let slot = claim_park(g).ok_or(1u32)?;
-    // At the probe point (before gopark's `PUSHQ BP`) RBP is the caller's frame: [RBP+8] is the
-    // caller's return address, [[RBP]+8] its caller's. In Go 1.22-1.27 gopark's callers are
-    // chanrecv/chansend (whose callers are chanrecv1/chansend1/...), selectgo, semacquire1,
-    // time.Sleep and so on (src/runtime/chan.go, select.go, sema.go, time.go).
-    let site = read_site(r.rbp);
+    let reason = (r.rcx & 0xff) as u32;
+    let cfg = PRECISE_CONFIG.get(0);
+    let words = cfg.map_or(0, |c| c.site_words[reason as usize & (SITE_REASONS - 1)]);
     let park = ParkSlot {
         g,
         // SAFETY: no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         obj: r.rbx,
-        site,
-        reason: (r.rcx & 0xff) as u32,
+        site: read_site(r.rbp, words),
+        reason,
         tid: bpf_get_current_pid_tgid() as u32,
     };
     // SAFETY: pointer into the array map, valid for this program run.
     unsafe { *slot = park };
-    if min_wait_ns() != 0 {
+    if cfg.map_or(0, |c| c.min_wait_ns) != 0 {
         return Ok(0);
     }
     let l = layout()?;
@@ -299,34 +297,19 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
     emit_park(l, g, &park, goid, r.rip, caller, r.rbp)
 }
 
-/// Words read at once from the caller's frame record: wide enough to hold the next record too
-/// when the caller's caller has a small frame (chanrecv1 and chansend1 reserve 0x18 bytes, so
-/// their record sits 40 bytes above chanrecv's): one read instead of two. Under 64 bytes on
-/// purpose: measured on the ping-pong bench, one 64-byte read cost about what two 16-byte reads
-/// do, and 56 bytes less (likely x86's user copy, which takes its string-move path from 64
-/// bytes up: arch/x86/lib/copy_user_64.S, rep_movs_alternative; not verified further).
-const SITE_WORDS: usize = 7;
-
+/// The wait's site: at the probe point (before gopark's `PUSHQ BP`) RBP is the parking
+/// function's frame pointer, and the frame record `words` 8-byte words above it holds the
+/// return address into the site's function: with 0, the parking function's caller (selectgo,
+/// time.Sleep and runtime.block are called from the user's code: src/runtime/select.go,
+/// time.go, proc.go); for channel operations the agent skips chanrecv1/chansend1's frame
+/// (src/runtime/chan.go), for sync waits the `runtime_Semacquire*` linkname wrappers
+/// (src/runtime/sema.go). 0 if unreadable.
 #[inline(always)]
-fn read_site(bp: u64) -> [u64; 2] {
+fn read_site(bp: u64, words: u8) -> u64 {
     if bp == 0 {
-        return [0, 0];
+        return 0;
     }
-    // SAFETY: bpf_probe_read_user faults safely on a bad address.
-    let Ok(w) = (unsafe { bpf_probe_read_user(bp as *const [u64; SITE_WORDS]) }) else {
-        let f1 = read_pair(bp);
-        return [f1[1], read_pair(f1[0])[1]];
-    };
-    let next = w[0];
-    // Constant indexes only: the verifier refuses a variable offset into the BPF stack.
-    let ret2 = match next.wrapping_sub(bp) {
-        16 => w[3],
-        24 => w[4],
-        32 => w[5],
-        40 => w[6],
-        _ => read_pair(next)[1],
-    };
-    [w[1], ret2]
+    read_pair(bp.wrapping_add(u64::from(words) * 8))[1]
 }
 
 /// A frame record ([bp] = the caller's bp, [bp+8] = the return address); zeros if unreadable.
@@ -413,7 +396,7 @@ fn try_ready(ctx: &ProbeContext) -> Result<u32, u32> {
         // Parked before the attach (or evicted): its end is news either way.
         return emit_ready(r, gp);
     };
-    // SAFETY: pointer into the array map, valid for this program run; copied out (48 bytes)
+    // SAFETY: pointer into the array map, valid for this program run; copied out (40 bytes)
     // and freed at once, so that the g's next park finds the slot free.
     let park = unsafe { *slot };
     unsafe { (*slot).g = 0 };
@@ -443,8 +426,21 @@ fn emit_ready(r: &pt_regs, gp: u64) -> Result<u32, u32> {
     let l = layout()?;
     let mut ev = base_event(EventKind::Ready);
     ev.goid = read_u64(gp, l.g_goid)?;
-    // The waker may be g0 (e.g. netpoll or timers on a system stack); its goid is 0 then.
-    ev.peer_goid = read_u64(r.r14, l.g_goid).unwrap_or(0);
+    // `goready` calls `ready` on the system stack (src/runtime/proc.go, goready →
+    // systemstack), so R14 is usually the M's g0, whose goid is 0: the waker is the user
+    // goroutine that M runs, `g0.m.curg`. None when the M runs no user goroutine (netpoll,
+    // timers or the scheduler woke it).
+    let mut waker = r.r14;
+    let mut peer = read_u64(waker, l.g_goid).unwrap_or(0);
+    if peer == 0 {
+        waker = read_u64(r.r14, l.g_m)
+            .and_then(|m| read_u64(m, l.m_curg))
+            .unwrap_or(0);
+        if waker != 0 {
+            peer = read_u64(waker, l.g_goid).unwrap_or(0);
+        }
+    }
+    ev.peer_goid = peer;
     emit(&ev)
 }
 

@@ -39,7 +39,7 @@ fn run(go_minor: &str, variant: &str) {
 
     let (bin, exe) = session::open_target(pid).unwrap_or_else(|e| panic!("open target: {e}"));
     let mut attached =
-        Attached::attach(pid, &bin, &[]).unwrap_or_else(|e| panic!("load the eBPF object: {e}"));
+        Attached::attach(pid, &bin, &[], 0).unwrap_or_else(|e| panic!("load the eBPF object: {e}"));
     let info = attach_sched(attached.ebpf_mut(), pid)
         .unwrap_or_else(|e| panic!("attach sched tracepoints: {e}"));
     assert_eq!(

@@ -89,8 +89,9 @@ fn run(go_minor: &str, variant: &str) {
         .unwrap();
 
     // Scan mode sees a wait once two scans in a row found it (100 ms apart by default); main
-    // has just gone to sleep after printing "done".
-    std::thread::sleep(Duration::from_millis(400));
+    // has just gone to sleep after printing "done". A second leaves room for a loaded machine
+    // (seen: one scan in 400 ms with the other core busy).
+    std::thread::sleep(Duration::from_millis(1000));
     // SIGINT: blockprobe detaches and writes its report.
     agent.signal(libc::SIGINT);
     scan_agent.signal(libc::SIGINT);

@@ -411,6 +411,31 @@ impl<'a> Pclntab<'a> {
         self.pcvalue(f, f.pcsp, target)
     }
 
+    /// The largest `funcspdelta` anywhere in `f`: on amd64 with frame pointers, the frame's
+    /// size below the return address (the saved BP and locals, `PUSHQ BP; SUBQ $x, SP`), which
+    /// is SP's distance from entry at every call in the body. `None` without a pc-sp table or
+    /// with a corrupt one.
+    pub fn max_sp_delta(&self, f: &Func<'a>) -> Option<i32> {
+        if f.pcsp == 0 {
+            return None;
+        }
+        let mut p = self.pctab.get(f.pcsp as usize..)?;
+        let (mut val, mut max, mut first) = (-1i32, None::<i32>, true);
+        // As `pcvalue`, to the table's end: each iteration consumes at least two bytes.
+        loop {
+            let (uvdelta, n) = read_varint(p)?;
+            if uvdelta == 0 && !first {
+                return max;
+            }
+            p = p.get(n..)?;
+            val = val.wrapping_add((uvdelta >> 1) as i32 ^ -((uvdelta & 1) as i32));
+            let (_, n) = read_varint(p)?;
+            p = p.get(n..)?;
+            max = Some(max.map_or(val, |m| m.max(val)));
+            first = false;
+        }
+    }
+
     /// `runtime/symtab.go` `funcdata`: the bytes at `gofunc + funcdata[i]`.
     pub fn funcdata(&self, f: &Func<'a>, i: u32) -> Option<&'a [u8]> {
         if i >= u32::from(f.nfuncdata) {
@@ -802,5 +827,65 @@ mod tests {
             "{inl:?}"
         );
         assert!(inlined > 0, "{}: no inlined PC sampled", tc.version);
+    }
+
+    /// A function's largest SP delta is its frame as its prologue sets it up (`PUSHQ BP;
+    /// MOVQ SP, BP; SUBQ $x, SP`: x + 8), for every installed Go version: the decoded
+    /// instructions are the oracle.
+    #[test]
+    fn max_sp_delta_is_the_prologues_frame() {
+        use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
+        for tc in fx::toolchains() {
+            let bin = std::fs::read(fx::build(&tc, Variant::Plain)).unwrap();
+            let mut t = Pclntab::parse(pclntab_section(&bin)).unwrap();
+            let (text, code) = fx::section(&bin, ".text").unwrap();
+            t.set_text_start(text);
+            let mut checked = 0;
+            for f in t.functions() {
+                // Assembly functions (internal/abi FuncFlagAsm) keep their own SP discipline.
+                let Some(body) = code.get((f.entry - text) as usize..(f.end - text) as usize)
+                else {
+                    continue;
+                };
+                if f.flag & 4 != 0 {
+                    continue;
+                }
+                let mut d = Decoder::with_ip(64, body, f.entry, DecoderOptions::NONE);
+                // The prologue, after the stack-bound check: PUSHQ BP, MOVQ SP, BP, SUBQ $x, SP.
+                let ins: Vec<_> = d.iter().take(12).collect();
+                let Some(push) = ins.iter().position(|i| {
+                    i.mnemonic() == Mnemonic::Push && i.op0_register() == Register::RBP
+                }) else {
+                    continue;
+                };
+                // SUBQ $x, SP, or ADDQ $-x, SP where -x fits a byte (x = 0x80).
+                let frame = ins
+                    .get(push + 2)
+                    .filter(|i| {
+                        i.op0_register() == Register::RSP
+                            && matches!(
+                                i.op1_kind(),
+                                OpKind::Immediate8to64 | OpKind::Immediate32to64
+                            )
+                    })
+                    .and_then(|i| match i.mnemonic() {
+                        Mnemonic::Sub => Some(i.immediate(1) as i64),
+                        Mnemonic::Add => Some(-(i.immediate(1) as i64)),
+                        _ => None,
+                    })
+                    .map_or(0, |x| x as i32);
+                assert_eq!(
+                    t.max_sp_delta(&f),
+                    Some(frame + 8),
+                    "{} {}",
+                    tc.version,
+                    f.name
+                );
+                checked += 1;
+            }
+            assert!(checked > 1000, "{}: {checked} functions", tc.version);
+            let chanrecv1 = t.lookup_function("runtime.chanrecv1").unwrap();
+            assert_eq!(t.max_sp_delta(&chanrecv1), Some(0x18 + 8), "{}", tc.version);
+        }
     }
 }
