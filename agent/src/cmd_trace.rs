@@ -124,11 +124,17 @@ fn output(report: &blockprobe::report::Report, spec: Option<String>) -> Result<(
 }
 
 /// `blockprobe analyze TRACE`.
-pub fn analyze(trace: &Path, report: Option<String>, verdicts: Verdicts) -> Result<()> {
+pub fn analyze(
+    trace: &Path,
+    report: Option<String>,
+    verdicts: Verdicts,
+    exports: crate::cmd_export::Exports,
+) -> Result<()> {
     let policy = verdicts.policy()?;
     let facts = read_trace(trace, &trace.display().to_string(), false)?;
     let r = fuse::offline::report(&facts, verdicts.threshold.as_nanos() as u64, &policy, None);
     output(&r, report)?;
+    crate::cmd_export::write_trace_exports(&exports, &r, trace, None)?;
     if let Some(code) = verdicts.verdict(&policy, &r)? {
         std::process::exit(code);
     }
@@ -136,7 +142,13 @@ pub fn analyze(trace: &Path, report: Option<String>, verdicts: Verdicts) -> Resu
 }
 
 /// `blockprobe fuse --events E --trace T`.
-pub fn fuse(events: &Path, trace: &Path, report: Option<String>, verdicts: Verdicts) -> Result<()> {
+pub fn fuse(
+    events: &Path,
+    trace: &Path,
+    report: Option<String>,
+    verdicts: Verdicts,
+    exports: crate::cmd_export::Exports,
+) -> Result<()> {
     let policy = verdicts.policy()?;
     let f = std::fs::File::open(events).with_context(|| format!("opening {}", events.display()))?;
     let probe = fuse::events::read(std::io::BufReader::new(f))
@@ -149,6 +161,7 @@ pub fn fuse(events: &Path, trace: &Path, report: Option<String>, verdicts: Verdi
         &policy,
     );
     output(&r, report)?;
+    crate::cmd_export::write_trace_exports(&exports, &r, trace, Some(events))?;
     if let Some(code) = verdicts.verdict(&policy, &r)? {
         std::process::exit(code);
     }

@@ -7,14 +7,18 @@
 //! - [`report`]: the report, as JSON and as text.
 //! - [`threads`]: the OS-thread view (scheduler tracepoints), and goroutine → thread.
 //! - [`kallsyms`]: kernel stack symbolization.
+pub mod daemon;
 pub mod detect;
 pub mod dump;
 pub mod events;
 pub mod fuse;
 pub mod goruntime;
 pub mod gotrace;
+pub mod health;
+pub mod html;
 pub mod kallsyms;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod native;
 pub mod precise;
@@ -22,10 +26,13 @@ pub mod privileges;
 pub mod probes;
 pub mod procfs;
 pub mod report;
+pub mod reportview;
 pub mod scan;
 pub mod scanmode;
 pub mod session;
 pub mod summary;
 pub mod syncwait;
 pub mod threads;
+pub mod timeline;
+pub mod top;
 pub mod unwind;

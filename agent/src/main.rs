@@ -12,6 +12,7 @@ use blockprobe::session::{self, Mode, SessionOptions, TargetSpec};
 use clap::{Parser, Subcommand};
 use cmd_trace::{TraceFetch, TraceFrom, analyze, fuse, trace_dump};
 
+mod cmd_export;
 mod cmd_trace;
 
 #[derive(Parser)]
@@ -47,6 +48,8 @@ enum Cmd {
         json: Option<String>,
         #[command(flatten)]
         trace: TraceFrom,
+        #[command(flatten)]
+        exports: cmd_export::Exports,
     },
     /// Start a Go program under the probes (attached before it runs) and report what was still
     /// blocked when it exited. Exits with the program's exit code. The program's stdin, stdout
@@ -61,6 +64,8 @@ enum Cmd {
         /// Write the final report as JSON to FILE instead of text on stderr.
         #[arg(long, value_name = "FILE")]
         json: Option<String>,
+        #[command(flatten)]
+        exports: cmd_export::Exports,
         /// The program and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -74,6 +79,41 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// A live view of the blocked goroutines of a running Go process, grouped by blocking site
+    /// and wait reason, with counts and the longest wait, refreshed in place (py-spy's `top`,
+    /// for Go). Reads the process's memory only, as `dump` does. `q` or Ctrl-C quits.
+    Top {
+        #[arg(long)]
+        pid: u32,
+        /// Time between two refreshes (e.g. 500ms, 2s).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        interval: Duration,
+    },
+    /// Runtime health of a running Go process, read from its memory (no code in the target,
+    /// no restart, stripped binaries too): heap and GC figures under their runtime.MemStats
+    /// names, the scheduler line of GODEBUG=schedtrace, goroutines by state, pending timers.
+    Stat {
+        #[arg(long)]
+        pid: u32,
+        /// Print a reading every INTERVAL (e.g. 1s) until Ctrl-C or the target exits.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<Duration>,
+        /// Stop after this many readings.
+        #[arg(long)]
+        count: Option<u64>,
+        /// One JSON object per reading, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the agent CPU cost of one `stat` reading on a live target (for
+    /// `cargo xtask bench`); prints JSON.
+    #[command(hide = true)]
+    BenchStat {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 200)]
+        iters: u64,
     },
     /// Measure the cost of stacks of goroutines in cgo calls on a live target (for
     /// `cargo xtask bench`); prints JSON.
@@ -96,6 +136,8 @@ enum Cmd {
         report: Option<String>,
         #[command(flatten)]
         verdicts: Verdicts,
+        #[command(flatten)]
+        exports: cmd_export::Exports,
     },
     /// Fuse an event stream (`attach --events`, `run --events`) with an execution trace of the
     /// same run: each finding with the trace's history of its goroutine (creator, unblockers)
@@ -112,6 +154,16 @@ enum Cmd {
         report: Option<String>,
         #[command(flatten)]
         verdicts: Verdicts,
+        #[command(flatten)]
+        exports: cmd_export::Exports,
+    },
+    /// Export a report saved as JSON (`--json`, `--report`): as one self-contained HTML page
+    /// (--html) and/or as a Chrome trace-event timeline (--timeline).
+    Report {
+        /// The report (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        exports: cmd_export::Exports,
     },
     /// Print a Go execution trace's events as `go tool trace -d=parsed` does (tests, benches).
     #[command(hide = true)]
@@ -120,6 +172,45 @@ enum Cmd {
         /// Print only a JSON summary (events, bytes, generations).
         #[arg(long)]
         count: bool,
+    },
+    /// Watch every Go process on the host (or those --match picks), one scan-mode session each,
+    /// and serve one metrics endpoint for all of them (docs/metrics.md). New processes are
+    /// picked up, exited ones dropped; a process in a Kubernetes pod gets pod, namespace and
+    /// container labels. Runs until SIGINT or SIGTERM; writes no report.
+    Daemon {
+        /// Where to serve the metrics: HOST:PORT, or a bare PORT / :PORT for 127.0.0.1.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        metrics: String,
+        /// Watch only the processes whose comm (`comm REGEX`) or executable path (`path REGEX`)
+        /// matches. Repeatable: any rule may match.
+        #[arg(long = "match", num_args = 2, value_names = ["comm|path", "REGEX"])]
+        matches: Vec<String>,
+        /// Time between two looks at /proc for new processes.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        poll: Duration,
+        /// Time between two scans of each process's goroutine table.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        scan_interval: Duration,
+        /// Least time between two metrics snapshots of a process.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        every: Duration,
+        /// Findings are about goroutines blocked at least this long.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        threshold: Duration,
+        /// Known-benign waits, as `attach --allow` takes them. Repeatable.
+        #[arg(long, value_name = "PATTERN|FUNC-REGEX")]
+        allow: Vec<String>,
+        /// A file of --allow rules, one per line.
+        #[arg(long, value_name = "FILE")]
+        allow_file: Option<String>,
+        /// Do not apply the default allowlist.
+        #[arg(long)]
+        no_default_allow: bool,
+        /// Where the node's root filesystem is, for the kubelet's files (/var/lib/kubelet/pods,
+        /// /var/log/pods, /var/log/containers) that name a process's pod and container: `/`
+        /// on the node, the host's root as mounted into the daemon's own container otherwise.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        node_root: PathBuf,
     },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
@@ -147,9 +238,62 @@ fn main() {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Inspect { binary, json } => inspect(binary, json),
+        Cmd::Daemon {
+            metrics,
+            matches,
+            poll,
+            scan_interval,
+            every,
+            threshold,
+            allow,
+            allow_file,
+            no_default_allow,
+            node_root,
+        } => {
+            use blockprobe::daemon::{DaemonOptions, container::NodeRoot, discover::Matcher};
+            let opts = DaemonOptions {
+                matcher: Matcher::new(&matches)?,
+                poll,
+                scan_interval,
+                threshold,
+                policy: Policy::new(&[], &allow, allow_file.as_deref(), !no_default_allow)?,
+                node: NodeRoot(node_root),
+                every,
+            };
+            let addr = blockprobe::metrics::parse_listen_addr(&metrics)?;
+            let hub = blockprobe::metrics::Hub::new();
+            let server = blockprobe::metrics::serve::serve(addr, hub.clone())?;
+            eprintln!(
+                "blockprobe: daemon: metrics at http://{}/metrics",
+                server.local_addr()
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let stats = rt.block_on(blockprobe::daemon::run(opts, hub))?;
+            eprintln!(
+                "blockprobe: daemon: stopped ({} sessions, {} failed attaches)",
+                stats.attaches, stats.attach_failures
+            );
+            Ok(())
+        }
         Cmd::BenchStacks { pid, secs } => {
             let b = blockprobe::native::bench::run(pid, secs)
                 .with_context(|| format!("measuring stacks of pid {pid}"))?;
+            println!("{}", serde_json::to_string_pretty(&b)?);
+            Ok(())
+        }
+        Cmd::Stat {
+            pid,
+            interval,
+            count,
+            json,
+        } => blockprobe::health::cli::stat(pid, interval, count, json)
+            .with_context(|| format!("reading the runtime health of pid {pid}")),
+        Cmd::BenchStat { pid, iters } => {
+            let b = blockprobe::health::cli::bench(pid, iters)
+                .with_context(|| format!("measuring stat on pid {pid}"))?;
             println!("{}", serde_json::to_string_pretty(&b)?);
             Ok(())
         }
@@ -163,6 +307,7 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Top { pid, interval } => top(pid, interval),
         Cmd::Attach {
             pid,
             duration,
@@ -170,25 +315,30 @@ fn real_main() -> Result<()> {
             events,
             json,
             trace,
-        } => attach(pid, duration, obs, events, json, trace),
+            exports,
+        } => attach(pid, duration, obs, events, json, trace, exports),
         Cmd::Analyze {
             trace,
             report,
             verdicts,
-        } => analyze(&trace, report, verdicts),
+            exports,
+        } => analyze(&trace, report, verdicts, exports),
         Cmd::Fuse {
             events,
             trace,
             report,
             verdicts,
-        } => fuse(&events, &trace, report, verdicts),
+            exports,
+        } => fuse(&events, &trace, report, verdicts, exports),
+        Cmd::Report { file, exports } => cmd_export::report(&file, &exports),
         Cmd::TraceDump { file, count } => trace_dump(&file, count),
         Cmd::Run {
             obs,
             events,
             json,
+            exports,
             command,
-        } => run(obs, events, json, command),
+        } => run(obs, events, json, exports, command),
     }
 }
 
@@ -249,8 +399,38 @@ struct Observe {
     /// 0 streams every transition.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
+    /// Serve live metrics in the Prometheus text format at http://ADDR/metrics while the
+    /// session runs (docs/metrics.md). A bare PORT or :PORT binds 127.0.0.1 only.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     #[command(flatten)]
     verdicts: Verdicts,
+}
+
+impl Observe {
+    /// Starts the metrics endpoint if asked for: the server (kept alive by the caller) and
+    /// what the session publishes through.
+    fn metrics(
+        &self,
+    ) -> Result<(
+        Option<blockprobe::metrics::serve::MetricsServer>,
+        Option<blockprobe::metrics::SessionMetrics>,
+    )> {
+        let Some(spec) = &self.metrics else {
+            return Ok((None, None));
+        };
+        let addr = blockprobe::metrics::parse_listen_addr(spec)?;
+        let hub = blockprobe::metrics::Hub::new();
+        let server = blockprobe::metrics::serve::serve(addr, hub.clone())?;
+        eprintln!(
+            "blockprobe: metrics at http://{}/metrics",
+            server.local_addr()
+        );
+        Ok((
+            Some(server),
+            Some(blockprobe::metrics::SessionMetrics::new(hub)),
+        ))
+    }
 }
 
 /// What counts as blocked, and which findings fail the run: every command that reports.
@@ -330,6 +510,7 @@ fn run(
     obs: Observe,
     events: Option<String>,
     json: Option<String>,
+    exports: cmd_export::Exports,
     command: Vec<String>,
 ) -> Result<()> {
     if events.as_deref() == Some("-") || json.as_deref() == Some("-") {
@@ -338,6 +519,8 @@ fn run(
     let (program, args) = command.split_first().context("no program given")?;
     let policy = obs.verdicts.policy()?;
     let events = events.as_deref().map(open_sink).transpose()?;
+    let (events, collected) = exports.events_sink(events);
+    let (_server, metrics) = obs.metrics()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Spawn {
             program: PathBuf::from(program),
@@ -351,12 +534,14 @@ fn run(
         events,
         on_attached: Some(announcer(&obs)),
         policy: policy.clone(),
+        metrics,
     })
     .with_context(|| format!("running {program}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
         None => print_text(&outcome.report, &mut std::io::stderr().lock()),
     }
+    exports.write(&outcome.report, collected, None)?;
     // Exit as the program did (a signal as 128 + N, as shells report it), unless findings fail
     // the run.
     let code = match (outcome.report.exit_code, outcome.report.exit_signal) {
@@ -398,15 +583,19 @@ fn attach(
     events: Option<String>,
     json: Option<String>,
     trace: TraceFrom,
+    exports: cmd_export::Exports,
 ) -> Result<()> {
     if pid == 0 {
         bail!("--pid must be a process id");
     }
     let policy = obs.verdicts.policy()?;
     let fetch = TraceFetch::new(&trace, pid)?;
+    let trace_out = trace.trace_out.clone();
     let sink = events.as_deref().map(open_sink).transpose()?;
+    let (sink, collected) = exports.events_sink(sink);
     let announce = announcer(&obs);
     let start_fetch = fetch.as_ref().map(|f| f.starter());
+    let (_server, metrics) = obs.metrics()?;
     let outcome = run_session(SessionOptions {
         target: TargetSpec::Pid(pid),
         mode: obs.mode,
@@ -423,6 +612,7 @@ fn attach(
             }
         })),
         policy: policy.clone(),
+        metrics,
     })
     .with_context(|| format!("attaching to pid {pid}"))?;
     let mut report = outcome.report;
@@ -433,10 +623,24 @@ fn attach(
         Some(spec) => write_json(&spec, &report)?,
         None => print_text(&report, &mut std::io::stdout().lock()),
     }
+    // The fetched trace is still on disk only when kept (--trace-out).
+    exports.write(&report, collected, trace_out.as_deref())?;
     if let Some(code) = obs.verdicts.verdict(&policy, &report)? {
         std::process::exit(code);
     }
     Ok(())
+}
+
+fn top(pid: u32, interval: Duration) -> Result<()> {
+    use blockprobe::top::Ended;
+    match blockprobe::top::run(pid, interval).with_context(|| format!("top of pid {pid}"))? {
+        Ended::Quit => Ok(()),
+        Ended::TargetGone { why, last } => {
+            print!("{last}");
+            eprintln!("blockprobe: top ended: {why} (its last refresh is above)");
+            Ok(())
+        }
+    }
 }
 
 fn inspect(path: PathBuf, json: bool) -> Result<()> {

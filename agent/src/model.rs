@@ -150,6 +150,9 @@ pub struct Model {
     /// one), and their ids.
     park_stacks: Vec<Box<[u64]>>,
     park_stack_ids: FxHashMap<Box<[u64]>, u32>,
+    /// Scan mode: the waits the scans saw end, by wait reason (for the metrics; precise mode
+    /// counts every wait in the kernel instead).
+    pub finished_waits: crate::metrics::waits::WaitTally,
 }
 
 /// Bounds of [`Model::parties`].
@@ -384,6 +387,8 @@ impl Model {
         self.scan_generation += 1;
         let generation = self.scan_generation;
         let mut changes = ScanChanges::default();
+        // Waits that ended: (reason, duration), tallied once the goroutines are let go.
+        let mut ended: Vec<(u32, u64)> = Vec::new();
         for sg in scan
             .goroutines
             .iter()
@@ -398,8 +403,9 @@ impl Model {
                     o.generation = generation;
                 }
                 o => {
-                    if g.parked_at_ns.take().is_some() {
+                    if let Some(since) = g.parked_at_ns.take() {
                         changes.unblocked.push(sg.goid);
+                        ended.push((g.reason, now_ns.saturating_sub(since)));
                     }
                     *o = Some(ScanObservation {
                         key,
@@ -426,11 +432,15 @@ impl Model {
         // Whatever this scan did not see waiting has run, exited, or was a torn read.
         self.goroutines.retain(|&goid, g| {
             let keep = g.scan_obs.is_some_and(|o| o.generation == generation);
-            if !keep && g.parked_at_ns.is_some() {
+            if !keep && let Some(since) = g.parked_at_ns {
                 changes.unblocked.push(goid);
+                ended.push((g.reason, now_ns.saturating_sub(since)));
             }
             keep
         });
+        for (reason, ns) in ended {
+            self.finished_waits.record(reason, ns);
+        }
         changes.unblocked.sort_unstable();
         changes
     }

@@ -107,6 +107,27 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Field `n` of the text of /proc/PID/stat, numbered as proc(5) numbers them (1 = pid, 22 =
+/// starttime, 28 = startstack), read past the command name (which may hold spaces and ')').
+pub fn stat_field(stat: &str, n: usize) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
+/// What tells one exec of a process from the next, beyond its executable: `startstack` (the
+/// initial stack's address, field 28 of /proc/PID/stat), set at exec, never changed after, and
+/// randomized at each exec (ASLR), so that an exec of the very same binary changes it too. None
+/// when unreadable.
+pub fn exec_mark(pid: u32) -> Option<u64> {
+    stat_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        28,
+    )
+}
+
 /// A clock's reading in ns (`clock_gettime`): CLOCK_MONOTONIC is the clock of
 /// `bpf_ktime_get_ns`; CLOCK_THREAD_CPUTIME_ID is the calling thread's CPU time.
 pub fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -122,6 +143,18 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_past_the_command() {
+        let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 7 0 \
+                    987654 1000000 300 18446744073709551615 4194304 4198000 140731234567890 0";
+        assert_eq!(stat_field(stat, 4), Some(1));
+        assert_eq!(stat_field(stat, 22), Some(987654));
+        assert_eq!(stat_field(stat, 28), Some(140731234567890));
+        assert_eq!(stat_field(stat, 2), None);
+        assert_eq!(stat_field(stat, 99), None);
+        assert!(exec_mark(std::process::id()).is_some_and(|m| m != 0));
+    }
 
     const MAPS: &str = "\
 555555554000-555555600000 r--p 00000000 fd:00 1234 /tmp/x prog

@@ -121,6 +121,9 @@ pub struct SessionOptions {
     pub on_attached: Option<OnAttached>,
     /// Which findings are known to be benign.
     pub policy: crate::detect::allow::Policy,
+    /// Publish live metrics (`--metrics`, `daemon`): where, with which labels, and a signal
+    /// that ends the session.
+    pub metrics: Option<crate::metrics::SessionMetrics>,
 }
 
 /// The session's report, and for a spawned program how it exited.
@@ -248,6 +251,20 @@ impl Gate {
         }
     }
 
+    /// Ends a child still held before its exec: the program never ran, so a session that could
+    /// not attach leaves nothing running unobserved.
+    fn abort(&mut self) {
+        if self.write_fd >= 0 {
+            // SAFETY: killing and reaping our own child, then closing our own pipe fd.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::close(self.write_fd);
+            }
+            self.write_fd = -1;
+            self.wait(true);
+        }
+    }
+
     /// Reaps the child: blocking, or only if it has exited.
     fn wait(&mut self, block: bool) -> Option<ExitStatus> {
         if self.status.is_none() {
@@ -332,16 +349,25 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         mut events,
         mut on_attached,
         policy,
+        metrics,
     } = opts;
     let probes = mode.probes();
     // Say what is missing before touching the target at all.
     crate::privileges::require_for_ebpf().map_err(ProbeError::Privileges)?;
+    // Signal handlers before the attach: a Ctrl-C (or a test's SIGINT) that comes while the
+    // probes attach or the first scan runs ends the session with its report, instead of
+    // killing the agent by the signal's default action.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // SIGUSR1: print what is blocked right now, and carry on.
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
 
+    let min_wait_ns = min_wait.as_nanos() as u64;
     let (bin, attached, mut gate, exe_at_start) = match &target {
         TargetSpec::Pid(pid) => {
             // What the target runs now: if it execs something else later, the session ends.
             let (bin, exe) = open_target(*pid)?;
-            let attached = Attached::attach(*pid, &bin, &probes)?;
+            let attached = Attached::attach(*pid, &bin, &probes, min_wait_ns)?;
             if let Some(f) = on_attached.take() {
                 f(&attached);
             }
@@ -353,7 +379,13 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             let bin = GoBinary::open(&program)?;
             let mut gate = Gate::spawn(&program, args)?;
             let pid = gate.pid();
-            let attached = Attached::attach_to(pid, &program, &bin, &probes)?;
+            let attached = match Attached::attach_to(pid, &program, &bin, &probes, min_wait_ns) {
+                Ok(a) => a,
+                Err(e) => {
+                    gate.abort();
+                    return Err(e.into());
+                }
+            };
             // Announce before the program runs, so its own output never interleaves with ours.
             if let Some(f) = on_attached.take() {
                 f(&attached);
@@ -371,12 +403,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let pid = attached.pid;
     let mut attached = attached;
     let mut warnings = Vec::new();
-    let min_wait_ns = min_wait.as_nanos() as u64;
     // Precise mode with a filter: a scan a second finds the long waits still in progress.
     let catch_up = mode == Mode::Precise && min_wait_ns > 0;
-    if mode == Mode::Precise {
-        crate::precise::set_min_wait(&mut attached, min_wait_ns)?;
-    }
     // The OS-thread view (sched tracepoints filtered to the target). Without it the session
     // still runs; the report says what is missing.
     let sched = match threads::attach_sched(attached.ebpf_mut(), pid) {
@@ -425,7 +453,25 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         Ok(r) => scans.task_regs = Some(r),
         Err(e) => tracing::debug!("no thread registers, no busy-select detection: {e}"),
     }
-    let same_program = || procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start);
+    // The same executable and the same exec of it: a program that execs itself (a re-exec for
+    // an upgrade) runs a new address space the session's model no longer describes.
+    let mark_at_start = procfs::exec_mark(pid);
+    let same_program = || {
+        procfs::exe_path(pid).ok().as_ref() == Some(&exe_at_start)
+            && procfs::exec_mark(pid) == mark_at_start
+    };
+    let (mut live, mut stop) = match metrics {
+        Some(m) => {
+            let (l, stop) =
+                crate::metrics::Live::start(m, pid, &exe_at_start, &bin.build.go_version, mode);
+            (Some(l), stop)
+        }
+        None => (None, None),
+    };
+    // The first snapshot at once (the first tick), then one per `every` at most.
+    let mut publish_tick =
+        tokio::time::interval(live.as_ref().map_or(Duration::from_secs(1), |l| l.every));
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     match scanner.scan() {
         // Trust the scan only if the target still runs the program it was read with.
         Ok(first) if same_program() && mode == Mode::Scan => {
@@ -450,10 +496,6 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // `into_inner` hands `attached` back below.
     let mut fd = unsafe { AsyncFd::register_with_interest(attached, Interest::READABLE) }
         .map_err(|e| SessionError::Output(e.into()))?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    // SIGUSR1: print what is blocked right now, and carry on.
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let started = Instant::now();
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut liveness = tokio::time::interval(Duration::from_millis(100));
@@ -480,8 +522,12 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 scans.growth.sample(&model, monotonic_ns());
             }
             _ = scans.tick(), if mode == Mode::Scan || catch_up => {
+                let t0 = Instant::now();
                 if mode == Mode::Scan {
                     scans.scan(&scanner, &mut model, &ctx, pid, &mut events, &same_program)?;
+                    if let Some(l) = live.as_mut() {
+                        l.observe_scan(t0.elapsed());
+                    }
                 } else {
                     consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
                     if let Some(table) = &park_table
@@ -492,9 +538,32 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                         let taken = open_parks.take(table, &mut model, &s, &ctx, stream)?;
                         scans.walk_taken(&taken, &mut model, &ctx, pid);
                         scans.observe_program(&s, &model, &ctx, pid, &mut events)?;
+                        if let Some(l) = live.as_mut() {
+                            l.observe_scan(t0.elapsed());
+                        }
                     }
                 }
             }
+            _ = publish_tick.tick(), if live.is_some() => {
+                if let Some(l) = live.as_mut() {
+                    if mode != Mode::Scan {
+                        consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
+                    }
+                    l.publish(crate::metrics::live::SessionView {
+                        ctx: &ctx,
+                        model: &model,
+                        scans: &mut scans,
+                        scanner: &scanner,
+                        attached: fd.get_ref(),
+                        pid,
+                        mode,
+                        threshold_ns: threshold.as_nanos() as u64,
+                        policy: &policy,
+                        same_program: &same_program,
+                    });
+                }
+            }
+            _ = crate::metrics::live::stopped(&mut stop) => break EndReason::Signal,
             _ = sleep_until => break EndReason::Duration,
             _ = sigint.recv() => break EndReason::Signal,
             _ = sigterm.recv() => break EndReason::Signal,
@@ -522,6 +591,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
     };
 
+    // Off the endpoint: what is left to say is the report's.
+    drop(live);
     // Take what is still queued before detaching, and the parks the kernel still holds back.
     let mut attached = fd.into_inner();
     consume(&mut attached, &mut model, &mut events, &ctx)?;

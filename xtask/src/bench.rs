@@ -19,6 +19,7 @@ mod proc;
 mod report;
 mod runs;
 mod stacks;
+mod stat;
 mod stats;
 mod summary;
 mod targets;
@@ -33,6 +34,7 @@ use serde_json::{Value, json};
 
 use self::runs::{Ctx, run_goroutines, run_throughput};
 use self::stacks::{STACKS_FIXTURE, STACKS_WORKLOAD, run_stacks};
+use self::stat::{STAT_FIXTURE, STAT_WORKLOAD, run_stat};
 use self::stats::OpsLine;
 use crate::fixtures::{self, Variant};
 use crate::setup::{self, GoWanted};
@@ -59,7 +61,8 @@ pub struct Args {
     /// blockprobe's --scan-interval in scan mode (100ms: 10 scans a second, its default).
     #[arg(long, value_name = "DURATION", default_value = "100ms")]
     pub scan_interval: String,
-    /// Run only these workloads (pingpong, mutexpool, http, goroutines, stacks); repeatable.
+    /// Run only these workloads (pingpong, mutexpool, http, goroutines, stacks, stat);
+    /// repeatable.
     /// `--only trace`, on its own, runs the Go trace reader bench instead (blockprobe
     /// trace-dump against go tool trace on 10 MB and 200 MB traces; see bench/trace.rs).
     #[arg(long, value_name = "WORKLOAD")]
@@ -449,11 +452,12 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     for o in &args.only {
         if o != GOROUTINES_WORKLOAD
             && o != STACKS_WORKLOAD
+            && o != STAT_WORKLOAD
             && !WORKLOADS.iter().any(|w| w.name == o)
         {
             bail!(
                 "--only {o}: no such workload; there are {}, {GOROUTINES_WORKLOAD}, \
-                 {STACKS_WORKLOAD}",
+                 {STACKS_WORKLOAD}, {STAT_WORKLOAD}",
                 WORKLOADS
                     .iter()
                     .map(|w| w.name)
@@ -466,6 +470,7 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let workloads: Vec<&Workload> = WORKLOADS.iter().filter(|w| selected(w.name)).collect();
     let with_goroutines = selected(GOROUTINES_WORKLOAD);
     let with_stacks = selected(STACKS_WORKLOAD);
+    let with_stat = selected(STAT_WORKLOAD);
     let go_version = match &args.go {
         Some(v) => setup::supported_go(v)?,
         None => setup::newest_go(),
@@ -500,6 +505,9 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     }
     if with_stacks {
         names.push(STACKS_FIXTURE);
+    }
+    if with_stat {
+        names.push(STAT_FIXTURE);
     }
     fixtures::build(
         &setup,
@@ -589,6 +597,16 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
         timings.push(("stacks runs", t.elapsed().as_secs_f64()));
     }
 
+    let mut stat = None;
+    if with_stat {
+        let t = Instant::now();
+        println!("\n==> stat: one reading of the runtime health figures ({STAT_FIXTURE})");
+        let s = run_stat(&ctx);
+        println!("{}", stat::line(&s));
+        stat = Some(s);
+        timings.push(("stat runs", t.elapsed().as_secs_f64()));
+    }
+
     timings.push(("total", t_all.elapsed().as_secs_f64()));
     let config = json!({
         "quick": args.quick, "rounds": rounds, "secs": secs, "goroutines": args.goroutines,
@@ -622,6 +640,9 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     if let Some(s) = &stacks {
         println!("{}", stacks::line(s));
     }
+    if let Some(s) = &stat {
+        println!("{}", stat::line(s));
+    }
 
     let doc = json::document(json::DocParts {
         command: &command,
@@ -637,6 +658,9 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
     let mut doc = doc;
     if let Some(s) = &stacks {
         doc["stacks"] = json!({ "result": s.result, "error": s.error });
+    }
+    if let Some(s) = &stat {
+        doc["stat"] = json!({ "result": s.result, "error": s.error });
     }
     let results = out_dir.join("results.json");
     write_results(&results, &doc)?;
@@ -657,6 +681,11 @@ pub fn bench(root: &Path, args: &Args) -> Result<()> {
                 .iter()
                 .filter(|s| s.error.is_some())
                 .map(|_| STACKS_WORKLOAD.to_string()),
+        )
+        .chain(
+            stat.iter()
+                .filter(|s| s.error.is_some())
+                .map(|_| STAT_WORKLOAD.to_string()),
         )
         .collect();
     fail_if_any(&failed, &results)

@@ -3,7 +3,9 @@
 //! Every command runs `setup` first, which installs only what is missing.
 mod bench;
 mod demo;
+mod dist;
 mod fixtures;
+mod pytools;
 mod setup;
 mod test;
 mod util;
@@ -50,6 +52,9 @@ enum Cmd {
     Demo,
     /// Measure blockprobe's overhead on Go workloads, next to no agent and runtime/trace.
     Bench(bench::Args),
+    /// Build the release tarball target/dist/blockprobe-<version>-x86_64-unknown-linux-gnu.tar.gz:
+    /// the binary with its eBPF object embedded (checked), README, docs, deploy/.
+    Dist(dist::Args),
     /// Build blockprobe (with its eBPF object).
     Build {
         #[arg(long)]
@@ -111,6 +116,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test { extra } => test::test(&root, &extra)?,
         Cmd::Demo => demo::demo(&root)?,
         Cmd::Bench(args) => bench::bench(&root, &args)?,
+        Cmd::Dist(args) => {
+            dist::dist(&root, &args)?;
+        }
         Cmd::Build { release } => {
             let setup = setup::setup(&root, &GoWanted::Newest)?;
             let mut cmd = util::cargo();

@@ -22,6 +22,13 @@ const APT_PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // The metrics tests: a real Prometheus server scraping the agent, and promtool for the
+    // alert rules' unit tests (deploy/prometheus/).
+    "prometheus",
+    // tests/e2e/html_report.rs opens the HTML report in headless Chromium (DevTools protocol),
+    // with a font for its text.
+    "chromium",
+    "fonts-dejavu-core",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -131,6 +138,7 @@ pub fn setup(root: &Path, wanted: &GoWanted) -> Result<Setup> {
             go.push(t);
         }
     }
+    crate::pytools::install(root)?;
     tracefs();
     println!(
         "setup: done in {} (Go: {})",

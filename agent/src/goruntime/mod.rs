@@ -496,7 +496,8 @@ impl GoBinary {
             sudog_waitlink: l.sudog.waitlink,
             g_sched_pc: l.g.sched_pc,
             g_sched_bp: l.g.sched_bp,
-            _pad0: 0,
+            g_m: l.g.m,
+            m_curg: l.m.curg,
         }
     }
 
@@ -505,6 +506,11 @@ impl GoBinary {
     /// allglock (src/runtime/proc.go, forEachG).
     pub fn allgs_addr(&self) -> Result<u64, String> {
         self.allgs.clone()
+    }
+
+    /// The executable's bytes, for readers that parse other parts of it (`health`).
+    pub fn file_data(&self) -> &[u8] {
+        &self.data
     }
 
     /// `runtime.semtable`, the runtime's semaphore wait queues (src/runtime/sema.go): link-time
