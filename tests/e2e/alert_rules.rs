@@ -85,11 +85,19 @@ fn rules_and_dashboard_use_only_exported_metrics() {
                 .iter()
                 .map(|m| m.0.to_string()),
         )
+        // The runtime's health figures, served on the same endpoint.
+        .chain(
+            blockprobe::health::prom::METRICS
+                .iter()
+                .map(|m| m.0.to_string()),
+        )
         .collect();
     let root = workspace_root();
     for file in [
         "deploy/prometheus/blockprobe-rules.yml",
         "deploy/prometheus/blockprobe-rules.test.yml",
+        "deploy/prometheus/health.rules.yml",
+        "deploy/prometheus/health.rules.test.yml",
         "deploy/grafana/blockprobe-dashboard.json",
         "docs/metrics.md",
     ] {

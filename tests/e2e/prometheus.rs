@@ -144,6 +144,24 @@ fn check_scrape(addr: std::net::SocketAddr, pid: &str) {
         .value,
         1.0
     );
+    // The runtime's health figures (`blockprobe stat`'s, on the same endpoint): one
+    // GOMAXPROCS-sized set of Ps, a live heap, the sleeping main's timer.
+    let one = |name: &str| {
+        let v = find(&s, name, &[("pid", pid)]);
+        assert_eq!(v.len(), 1, "{name}: {v:?}");
+        v[0].value
+    };
+    let gomaxprocs = one("blockprobe_go_sched_gomaxprocs");
+    assert!(gomaxprocs >= 1.0);
+    assert_eq!(
+        find(&s, "blockprobe_go_sched_local_runqueue", &[("pid", pid)]).len() as f64,
+        gomaxprocs
+    );
+    assert!(one("blockprobe_go_memstats_heap_inuse_bytes") > 0.0);
+    assert!(
+        one("blockprobe_go_memstats_sys_bytes") >= one("blockprobe_go_memstats_heap_inuse_bytes")
+    );
+    assert!(one("blockprobe_go_timers_pending") >= 1.0);
     // The agent about itself.
     assert!(find(&s, "blockprobe_agent_resident_memory_bytes", &[])[0].value > 1e6);
     assert!(find(&s, "blockprobe_scans_total", &[("pid", pid)])[0].value >= 1.0);

@@ -122,67 +122,87 @@ fn esc(v: &str) -> String {
 
 /// The metrics of one reading. `labels`: the target's labels, e.g. `[("pid", "42")]`.
 pub fn encode(s: &Stat, labels: &[(&str, &str)]) -> String {
-    let base: Vec<String> = labels
+    let labels: Vec<(String, String)> = labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let lab = |extra: &[(&str, String)]| {
-        let mut all = base.clone();
-        all.extend(extra.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))));
-        format!("{{{}}}", all.join(","))
-    };
-    let m = &s.memstats;
-    let sc = &s.sched;
+    encode_many(&[(s, labels)])
+}
+
+/// The metrics of several targets' readings (the metrics endpoint of `attach`, `run` and
+/// `daemon`), each family's `# HELP`/`# TYPE` once: the text format allows one per name.
+pub fn encode_many(targets: &[(&Stat, Vec<(String, String)>)]) -> String {
     let mut out = String::new();
     for (name, kind, help) in METRICS {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        let mut one = |v: f64, extra: &[(&str, String)]| {
-            let _ = writeln!(out, "{name}{} {v}", lab(extra));
-        };
-        match *name {
-            "blockprobe_go_memstats_heap_alloc_bytes" => one(m.heap_alloc as f64, &[]),
-            "blockprobe_go_memstats_heap_inuse_bytes" => one(m.heap_inuse as f64, &[]),
-            "blockprobe_go_memstats_heap_idle_bytes" => one(m.heap_idle as f64, &[]),
-            "blockprobe_go_memstats_heap_released_bytes" => one(m.heap_released as f64, &[]),
-            "blockprobe_go_memstats_heap_objects" => one(m.heap_objects as f64, &[]),
-            "blockprobe_go_memstats_sys_bytes" => one(m.sys as f64, &[]),
-            "blockprobe_go_memstats_next_gc_bytes" => one(m.next_gc as f64, &[]),
-            "blockprobe_go_memstats_stack_inuse_bytes" => one(m.stack_inuse as f64, &[]),
-            "blockprobe_go_memstats_alloc_bytes_total" => one(m.total_alloc as f64, &[]),
-            "blockprobe_go_memstats_gc_cycles_total" => one(f64::from(m.num_gc), &[]),
-            "blockprobe_go_memstats_last_gc_time_seconds" => one(m.last_gc as f64 / 1e9, &[]),
-            "blockprobe_go_memstats_gc_cpu_fraction" => one(m.gc_cpu_fraction, &[]),
-            "blockprobe_go_sched_gomaxprocs" => one(f64::from(sc.gomaxprocs), &[]),
-            "blockprobe_go_sched_idle_procs" => one(f64::from(sc.idleprocs), &[]),
-            "blockprobe_go_sched_threads" => one(f64::from(sc.threads), &[]),
-            "blockprobe_go_sched_spinning_threads" => one(f64::from(sc.spinningthreads), &[]),
-            "blockprobe_go_sched_idle_threads" => one(f64::from(sc.idlethreads), &[]),
-            "blockprobe_go_sched_global_runqueue" => one(f64::from(sc.runqueue), &[]),
-            "blockprobe_go_sched_local_runqueue" => {
-                for p in &sc.ps {
-                    one(f64::from(p.runqsize), &[("p", p.id.to_string())]);
-                }
-            }
-            "blockprobe_go_goroutines" => {
-                for (state, n) in &s.goroutines.by_state {
-                    one(*n as f64, &[("state", state.clone())]);
-                }
-            }
-            "blockprobe_go_goroutines_by_site" => {
-                for (site, n) in &s.goroutines.by_site {
-                    one(*n as f64, &[("site", site.clone())]);
-                }
-            }
-            "blockprobe_go_timers_pending" => one(s.timers.pending as f64, &[]),
-            "blockprobe_go_timers_pending_by_p" => {
-                for p in &sc.ps {
-                    one(f64::from(p.timers), &[("p", p.id.to_string())]);
-                }
-            }
-            _ => {}
+        for (s, labels) in targets {
+            let base: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+                .collect();
+            let lab = |extra: &[(&str, String)]| {
+                let mut all = base.clone();
+                all.extend(extra.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))));
+                format!("{{{}}}", all.join(","))
+            };
+            let mut one = |v: f64, extra: &[(&str, String)]| {
+                let _ = writeln!(out, "{name}{} {v}", lab(extra));
+            };
+            samples(s, name, &mut one);
         }
     }
     out
+}
+
+/// One sample: its value and its labels beyond the target's.
+type Sample<'a> = dyn FnMut(f64, &[(&str, String)]) + 'a;
+
+/// Calls `one(value, extra labels)` for each sample of the family `name` in one reading.
+fn samples(s: &Stat, name: &str, one: &mut Sample<'_>) {
+    let m = &s.memstats;
+    let sc = &s.sched;
+    match name {
+        "blockprobe_go_memstats_heap_alloc_bytes" => one(m.heap_alloc as f64, &[]),
+        "blockprobe_go_memstats_heap_inuse_bytes" => one(m.heap_inuse as f64, &[]),
+        "blockprobe_go_memstats_heap_idle_bytes" => one(m.heap_idle as f64, &[]),
+        "blockprobe_go_memstats_heap_released_bytes" => one(m.heap_released as f64, &[]),
+        "blockprobe_go_memstats_heap_objects" => one(m.heap_objects as f64, &[]),
+        "blockprobe_go_memstats_sys_bytes" => one(m.sys as f64, &[]),
+        "blockprobe_go_memstats_next_gc_bytes" => one(m.next_gc as f64, &[]),
+        "blockprobe_go_memstats_stack_inuse_bytes" => one(m.stack_inuse as f64, &[]),
+        "blockprobe_go_memstats_alloc_bytes_total" => one(m.total_alloc as f64, &[]),
+        "blockprobe_go_memstats_gc_cycles_total" => one(f64::from(m.num_gc), &[]),
+        "blockprobe_go_memstats_last_gc_time_seconds" => one(m.last_gc as f64 / 1e9, &[]),
+        "blockprobe_go_memstats_gc_cpu_fraction" => one(m.gc_cpu_fraction, &[]),
+        "blockprobe_go_sched_gomaxprocs" => one(f64::from(sc.gomaxprocs), &[]),
+        "blockprobe_go_sched_idle_procs" => one(f64::from(sc.idleprocs), &[]),
+        "blockprobe_go_sched_threads" => one(f64::from(sc.threads), &[]),
+        "blockprobe_go_sched_spinning_threads" => one(f64::from(sc.spinningthreads), &[]),
+        "blockprobe_go_sched_idle_threads" => one(f64::from(sc.idlethreads), &[]),
+        "blockprobe_go_sched_global_runqueue" => one(f64::from(sc.runqueue), &[]),
+        "blockprobe_go_sched_local_runqueue" => {
+            for p in &sc.ps {
+                one(f64::from(p.runqsize), &[("p", p.id.to_string())]);
+            }
+        }
+        "blockprobe_go_goroutines" => {
+            for (state, n) in &s.goroutines.by_state {
+                one(*n as f64, &[("state", state.clone())]);
+            }
+        }
+        "blockprobe_go_goroutines_by_site" => {
+            for (site, n) in &s.goroutines.by_site {
+                one(*n as f64, &[("site", site.clone())]);
+            }
+        }
+        "blockprobe_go_timers_pending" => one(s.timers.pending as f64, &[]),
+        "blockprobe_go_timers_pending_by_p" => {
+            for p in &sc.ps {
+                one(f64::from(p.timers), &[("p", p.id.to_string())]);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

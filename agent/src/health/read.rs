@@ -159,7 +159,17 @@ fn window(offs: &[u32]) -> (u32, usize) {
 impl<'a> HealthReader<'a> {
     /// `bias` is the target's load bias (0 unless PIE).
     pub fn new(bin: &'a GoBinary, pid: u32, bias: u64) -> Result<Self, HealthError> {
-        let (l, g, sources) = super::resolve(bin)?;
+        Ok(Self::with_resolved(bin, pid, bias, super::resolve(bin)?))
+    }
+
+    /// A reader from what [`super::resolve`] found in `bin` (resolving costs tens of ms: a
+    /// caller that reads again and again, as the metrics endpoint does, resolves once).
+    pub fn with_resolved(
+        bin: &'a GoBinary,
+        pid: u32,
+        bias: u64,
+        (l, g, sources): (HealthLayout, Globals, Sources),
+    ) -> Self {
         let b = |a: u64| a.wrapping_add(bias);
         let g = Globals {
             memstats: b(g.memstats),
@@ -170,7 +180,7 @@ impl<'a> HealthReader<'a> {
             gomaxprocs: b(g.gomaxprocs),
             emptymspan: b(g.emptymspan),
         };
-        Ok(Self {
+        Self {
             bin,
             pid,
             mem: ProcessMemory::new(pid),
@@ -182,7 +192,7 @@ impl<'a> HealthReader<'a> {
             sites: RefCell::default(),
             scratch: RefCell::default(),
             bias,
-        })
+        }
     }
 
     pub fn sources(&self) -> Sources {

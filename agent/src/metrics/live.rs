@@ -8,6 +8,7 @@
 //! CPU time, so that the metrics take at most about 5% of a CPU on the session's thread however
 //! large the target.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -94,7 +95,16 @@ pub struct Live {
     /// goid → (pattern slug, pattern id) of the finding it is in, from the latest findings.
     pattern_of: FxHashMap<u64, (&'static str, &'static str)>,
     runtime_start: FxHashMap<u64, bool>,
+    /// Where the runtime's health figures are (resolved at the first snapshot); the error,
+    /// said once, when they cannot be found.
+    health: Option<Result<HealthAt, String>>,
 }
+
+type HealthAt = (
+    crate::health::layout::HealthLayout,
+    crate::health::Globals,
+    crate::health::Sources,
+);
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -145,6 +155,7 @@ impl Live {
             next_snapshot: Instant::now(),
             pattern_of: FxHashMap::default(),
             runtime_start: FxHashMap::default(),
+            health: None,
         };
         (live, opts.stop)
     }
@@ -203,6 +214,7 @@ impl Live {
         snap.block_durations = self.block_durations(&v);
         snap.channels = channels(&blocked, TOP_CHANNELS);
         read_len_cap(v.ctx, v.pid, &mut snap.channels);
+        snap.health = self.read_health(&v);
         let cost = cpu();
         tracing::debug!(
             census_us = t_census.as_micros() as u64,
@@ -215,6 +227,31 @@ impl Live {
         self.hub.publish(self.key, snap);
         // The tick comes every `every`: a snapshot that cost more than 1/20 of that skips ticks.
         self.next_snapshot = t0 + (cost * COST_FACTOR).saturating_sub(self.every / 2);
+    }
+
+    /// The runtime's health figures now (`crate::health`): the heap, GC, scheduler and timer
+    /// figures of `blockprobe stat`, for the same endpoint.
+    fn read_health(&mut self, v: &SessionView<'_, '_>) -> Option<Arc<crate::health::read::Stat>> {
+        let at = self
+            .health
+            .get_or_insert_with(|| {
+                crate::health::resolve(v.ctx.bin).map_err(|e| {
+                    tracing::warn!("no runtime health metrics for pid {}: {e}", v.pid);
+                    e.to_string()
+                })
+            })
+            .as_ref()
+            .ok()?
+            .clone();
+        let reader =
+            crate::health::read::HealthReader::with_resolved(v.ctx.bin, v.pid, v.ctx.bias, at);
+        match reader.read() {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::debug!("reading the runtime health of pid {}: {e}", v.pid);
+                None
+            }
+        }
     }
 
     /// The program's goroutines by state and wait reason (the runtime's own left out, as the

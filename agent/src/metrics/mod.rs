@@ -146,6 +146,9 @@ pub struct TargetSnapshot {
     pub scan_seconds: waits::Buckets,
     /// What the latest snapshot cost to build, seconds.
     pub snapshot_seconds: f64,
+    /// The runtime's health figures (heap, GC, scheduler, timers: `crate::health`), read at
+    /// the snapshot; None when this binary's runtime structures could not be found.
+    pub health: Option<Arc<crate::health::read::Stat>>,
 }
 
 /// Figures the daemon reports about itself.
@@ -216,7 +219,17 @@ impl Hub {
 
     /// Everything, in the Prometheus text format (0.0.4).
     pub fn render(&self) -> String {
-        encode::render(&self.snapshots(), self.daemon().as_ref())
+        let snaps = self.snapshots();
+        let mut out = encode::render(&snaps, self.daemon().as_ref());
+        // The health families (`blockprobe_go_*`), every target's samples under one header each.
+        let health: Vec<_> = snaps
+            .iter()
+            .filter_map(|s| Some((s.health.as_deref()?, s.labels.pairs())))
+            .collect();
+        if !health.is_empty() {
+            out.push_str(&crate::health::prom::encode_many(&health));
+        }
+        out
     }
 }
 
