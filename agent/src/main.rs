@@ -197,15 +197,8 @@ enum Cmd {
         /// Findings are about goroutines blocked at least this long.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
         threshold: Duration,
-        /// Known-benign waits, as `attach --allow` takes them. Repeatable.
-        #[arg(long, value_name = "PATTERN|FUNC-REGEX")]
-        allow: Vec<String>,
-        /// A file of --allow rules, one per line.
-        #[arg(long, value_name = "FILE")]
-        allow_file: Option<String>,
-        /// Do not apply the default allowlist.
-        #[arg(long)]
-        no_default_allow: bool,
+        #[command(flatten)]
+        allows: Allows,
         /// Where the node's root filesystem is, for the kubelet's files (/var/lib/kubelet/pods,
         /// /var/log/pods, /var/log/containers) that name a process's pod and container: `/`
         /// on the node, the host's root as mounted into the daemon's own container otherwise.
@@ -245,9 +238,7 @@ fn real_main() -> Result<()> {
             scan_interval,
             every,
             threshold,
-            allow,
-            allow_file,
-            no_default_allow,
+            allows,
             node_root,
         } => {
             use blockprobe::daemon::{DaemonOptions, container::NodeRoot, discover::Matcher};
@@ -256,7 +247,7 @@ fn real_main() -> Result<()> {
                 poll,
                 scan_interval,
                 threshold,
-                policy: Policy::new(&[], &allow, allow_file.as_deref(), !no_default_allow)?,
+                policy: allows.policy(&[])?,
                 node: NodeRoot(node_root),
                 every,
             };
@@ -444,6 +435,17 @@ struct Verdicts {
     /// findings never count.
     #[arg(long, value_name = "PATTERNS")]
     fail_on: Vec<String>,
+    #[command(flatten)]
+    allows: Allows,
+    /// Also write the findings as SARIF 2.1.0 to FILE, for CI code scanning (paths relative to
+    /// the current directory where they are under it).
+    #[arg(long, value_name = "FILE")]
+    sarif: Option<String>,
+}
+
+/// Which waits are known to be benign: `attach`, `run`, `analyze`, `fuse` and `daemon`.
+#[derive(clap::Args)]
+struct Allows {
     /// Known-benign waits: a pattern (id or name), or a regular expression over the function a
     /// goroutine blocked in or the function whose `go` statement created it. Repeatable.
     #[arg(long, value_name = "PATTERN|FUNC-REGEX")]
@@ -455,20 +457,22 @@ struct Verdicts {
     /// connections, database/sql's opener, os/signal, the testing package, context).
     #[arg(long)]
     no_default_allow: bool,
-    /// Also write the findings as SARIF 2.1.0 to FILE, for CI code scanning (paths relative to
-    /// the current directory where they are under it).
-    #[arg(long, value_name = "FILE")]
-    sarif: Option<String>,
 }
 
-impl Verdicts {
-    fn policy(&self) -> Result<Policy> {
+impl Allows {
+    fn policy(&self, fail_on: &[String]) -> Result<Policy> {
         Ok(Policy::new(
-            &self.fail_on,
+            fail_on,
             &self.allow,
             self.allow_file.as_deref(),
             !self.no_default_allow,
         )?)
+    }
+}
+
+impl Verdicts {
+    fn policy(&self) -> Result<Policy> {
+        self.allows.policy(&self.fail_on)
     }
 
     /// Writes the SARIF file if asked; the exit status the findings call for (3), if any.

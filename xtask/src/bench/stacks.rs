@@ -15,23 +15,30 @@ use super::runs::{Ctx, wait_ready};
 pub const STACKS_WORKLOAD: &str = "stacks";
 pub const STACKS_FIXTURE: &str = "cgoblock";
 
-/// One stacks run: blockprobe's JSON, or what went wrong.
-pub struct StacksRun {
+/// One run of a hidden bench command of blockprobe (`bench-stacks`, `bench-stat`): its JSON, or
+/// what went wrong.
+pub struct JsonRun {
     pub result: Option<Value>,
     pub error: Option<String>,
 }
 
-pub fn run_stacks(ctx: &Ctx) -> StacksRun {
-    match stacks(ctx) {
-        Ok(v) => StacksRun {
-            result: Some(v),
-            error: None,
-        },
-        Err(e) => StacksRun {
-            result: None,
-            error: Some(format!("{e:#}")),
-        },
+impl From<Result<Value>> for JsonRun {
+    fn from(r: Result<Value>) -> Self {
+        match r {
+            Ok(v) => JsonRun {
+                result: Some(v),
+                error: None,
+            },
+            Err(e) => JsonRun {
+                result: None,
+                error: Some(format!("{e:#}")),
+            },
+        }
     }
+}
+
+pub fn run_stacks(ctx: &Ctx) -> JsonRun {
+    stacks(ctx).into()
 }
 
 fn stacks(ctx: &Ctx) -> Result<Value> {
@@ -65,7 +72,7 @@ fn stacks(ctx: &Ctx) -> Result<Value> {
 }
 
 /// One line for the console and the final table.
-pub fn line(r: &StacksRun) -> String {
+pub fn line(r: &JsonRun) -> String {
     let Some(v) = &r.result else {
         return format!(
             "stacks: failed: {}",

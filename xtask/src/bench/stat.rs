@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::proc::Proc;
 use super::runs::{Ctx, wait_ready};
+use super::stacks::JsonRun;
 
 pub const STAT_WORKLOAD: &str = "stat";
 pub const STAT_FIXTURE: &str = "health";
@@ -17,23 +18,8 @@ pub const STAT_FIXTURE: &str = "health";
 pub const STAT_BUDGET_MS: f64 = 5.0;
 const PARKED: u32 = 10_000;
 
-/// One stat run: blockprobe's JSON, or what went wrong.
-pub struct StatRun {
-    pub result: Option<Value>,
-    pub error: Option<String>,
-}
-
-pub fn run_stat(ctx: &Ctx) -> StatRun {
-    match stat(ctx) {
-        Ok(v) => StatRun {
-            result: Some(v),
-            error: None,
-        },
-        Err(e) => StatRun {
-            result: None,
-            error: Some(format!("{e:#}")),
-        },
-    }
+pub fn run_stat(ctx: &Ctx) -> JsonRun {
+    stat(ctx).into()
 }
 
 fn stat(ctx: &Ctx) -> Result<Value> {
@@ -67,7 +53,7 @@ fn stat(ctx: &Ctx) -> Result<Value> {
 }
 
 /// One line for the console and the final table.
-pub fn line(r: &StatRun) -> String {
+pub fn line(r: &JsonRun) -> String {
     let Some(v) = &r.result else {
         return format!("stat: failed: {}", r.error.as_deref().unwrap_or("unknown"));
     };
