@@ -497,3 +497,44 @@ fn health_alert_rules_pass_promtool() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// A stripped program that never calls `runtime.ReadMemStats` links no `readmemstats_m`: the
+/// globals are then found from functions every program links (gcMarkTermination, gcinit,
+/// mallocinit; agent/src/health/globals.rs, whose unit test checks each recorded reference
+/// against the symbol table). `leakticker` is such a program.
+#[test]
+fn stat_reads_a_stripped_program_without_readmemstats() {
+    for minor in MINORS {
+        let Some(path) = prepare_fixture(minor, "stripped", "leakticker") else {
+            return;
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        let needle = b"runtime.readmemstats_m";
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "Go {minor}: leakticker links readmemstats_m; the test needs a program that does not"
+        );
+        let mut p = Proc::spawn(&mut Command::new(&path)).unwrap();
+        p.expect_stdout(Duration::from_secs(10), |l| l.starts_with("ready pid="))
+            .unwrap();
+        let s = stat(p.pid()).unwrap_or_else(|e| panic!("Go {minor}: {e:#}"));
+        assert_eq!(
+            s["sources"]["globals"], "code",
+            "Go {minor}: {}",
+            s["sources"]
+        );
+        let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+        assert_eq!(num(&s["sched"]["gomaxprocs"]), cpus, "Go {minor}");
+        let (inuse, sys) = (num(&s["memstats"]["HeapInuse"]), num(&s["memstats"]["Sys"]));
+        assert!(
+            inuse > 0.0 && inuse < sys,
+            "Go {minor}: HeapInuse {inuse}, Sys {sys}"
+        );
+        // main sleeps between leaks: its timer is pending.
+        assert!(
+            num(&s["timers"]["pending"]) >= 1.0,
+            "Go {minor}: {}",
+            s["timers"]
+        );
+    }
+}

@@ -36,15 +36,26 @@ pub struct Globals {
     pub emptymspan: u64,
 }
 
-/// (field name in [`Globals`], symbol name, functions that reference it, best first).
+/// (field name in [`Globals`], symbol name, functions that reference it, best first: a
+/// stripped binary uses the first of them it links).
 pub(crate) const GLOBALS: &[(&str, &str, &[&str])] = &[
-    ("memstats", "runtime.memstats", &["runtime.readmemstats_m"]),
+    // readmemstats_m is linked only into programs that call runtime.ReadMemStats;
+    // gcMarkTermination (mgc.go), gcinit and mallocinit (malloc.go) into every program.
+    (
+        "memstats",
+        "runtime.memstats",
+        &["runtime.readmemstats_m", "runtime.gcMarkTermination"],
+    ),
     (
         "gc_controller",
         "runtime.gcController",
-        &["runtime.readmemstats_m"],
+        &["runtime.readmemstats_m", "runtime.gcinit"],
     ),
-    ("mheap", "runtime.mheap_", &["runtime.readmemstats_m"]),
+    (
+        "mheap",
+        "runtime.mheap_",
+        &["runtime.readmemstats_m", "runtime.mallocinit"],
+    ),
     (
         "sched",
         "runtime.sched",
@@ -71,13 +82,16 @@ pub struct CodeRef {
     pub delta: i64,
 }
 
+/// Release series → global → its code references, in [`GLOBALS`]' order of functions.
+type Refs = BTreeMap<String, BTreeMap<String, Vec<CodeRef>>>;
+
 #[derive(Deserialize)]
 struct RefTable {
-    references: BTreeMap<String, BTreeMap<String, CodeRef>>,
+    references: Refs,
 }
 
-fn ref_table() -> &'static BTreeMap<String, BTreeMap<String, CodeRef>> {
-    static T: OnceLock<BTreeMap<String, BTreeMap<String, CodeRef>>> = OnceLock::new();
+fn ref_table() -> &'static Refs {
+    static T: OnceLock<Refs> = OnceLock::new();
     T.get_or_init(|| {
         serde_json::from_str::<RefTable>(include_str!("references.json"))
             .map(|t| t.references)
@@ -122,9 +136,20 @@ impl Globals {
                 ))
             })?;
         Self::from_map(|field| {
-            let r = refs.get(field).ok_or_else(|| {
+            let candidates = refs.get(field).ok_or_else(|| {
                 HealthError::Stripped(format!("no code reference recorded for {field}"))
             })?;
+            // The first recorded function this binary links.
+            let r = candidates
+                .iter()
+                .find(|r| bin.function(&r.func).is_some())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = candidates.iter().map(|r| r.func.as_str()).collect();
+                    HealthError::Stripped(format!(
+                        "{field}: none of {} is in .gopclntab",
+                        names.join(", ")
+                    ))
+                })?;
             let targets = rip_targets(bin, &r.func)?;
             let t = targets.get(r.nth).ok_or_else(|| {
                 HealthError::Stripped(format!(
@@ -229,6 +254,20 @@ mod tests {
                 let file = object::File::parse(&*data).unwrap();
                 let from_sym = Globals::from_symtab(&file).unwrap();
                 assert_eq!(from_code, from_sym, "Go 1.{minor} {variant}");
+                // Every recorded reference, not only the first a binary links: the fallbacks
+                // of a program without runtime.ReadMemStats find the same globals.
+                let syms = symbols(&path);
+                for (field, refs) in &ref_table()[&format!("1.{minor}")] {
+                    for r in refs {
+                        let t = rip_targets(&bin, &r.func).unwrap()[r.nth];
+                        assert_eq!(
+                            t.wrapping_sub(r.delta as u64),
+                            syms[field].0,
+                            "Go 1.{minor} {variant}: {field} from {}",
+                            r.func
+                        );
+                    }
+                }
                 // The stripped build's data moves by a few bytes (no .symtab), so its addresses
                 // are checked against the target's own figures in tests/e2e/stat.rs instead;
                 // here: they are found, inside the writable data (from_code checks that).
@@ -263,24 +302,30 @@ mod tests {
             for (field, _, funcs) in GLOBALS {
                 let (addr, size) = syms[*field];
                 let paddr = psyms[*field].0;
-                let found = funcs.iter().find_map(|func| {
-                    let t = rip_targets(&bin, func).ok()?;
-                    let pt = rip_targets(&pbin, func).ok()?;
-                    t.iter().enumerate().find_map(|(nth, &a)| {
-                        let delta = a.wrapping_sub(addr) as i64;
-                        let ok = a >= addr
-                            && a < addr + size
-                            && pt.get(nth).map(|p| p.wrapping_sub(delta as u64)) == Some(paddr);
-                        ok.then(|| CodeRef {
-                            func: func.to_string(),
-                            nth,
-                            delta,
+                // One reference per listed function this build links and that has one.
+                let found: Vec<CodeRef> = funcs
+                    .iter()
+                    .filter_map(|func| {
+                        let t = rip_targets(&bin, func).ok()?;
+                        let pt = rip_targets(&pbin, func).ok()?;
+                        t.iter().enumerate().find_map(|(nth, &a)| {
+                            let delta = a.wrapping_sub(addr) as i64;
+                            let ok = a >= addr
+                                && a < addr + size
+                                && pt.get(nth).map(|p| p.wrapping_sub(delta as u64)) == Some(paddr);
+                            ok.then(|| CodeRef {
+                                func: func.to_string(),
+                                nth,
+                                delta,
+                            })
                         })
                     })
-                });
-                let r =
-                    found.unwrap_or_else(|| panic!("Go 1.{minor}: no code reference to {field}"));
-                refs.insert(field.to_string(), serde_json::to_value(r).unwrap());
+                    .collect();
+                assert!(
+                    !found.is_empty(),
+                    "Go 1.{minor}: no code reference to {field}"
+                );
+                refs.insert(field.to_string(), serde_json::to_value(found).unwrap());
             }
             all.insert(format!("1.{minor}"), refs.into());
         }
