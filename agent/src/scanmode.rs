@@ -71,6 +71,8 @@ pub struct ScanLoop {
     pub watch: GlobalWatch,
     /// Blocked goroutines per site over time (leak growth).
     pub growth: crate::detect::growth::GrowthTracker,
+    /// The heap at the growth samples, for the leak findings' heap growth.
+    pub heap: crate::health::window::HeapSampler,
     /// Running goroutines sampled scan after scan (busy selects).
     pub busy: crate::detect::busy::BusyTracker,
     /// Reads a thread's user registers, for the samples; None when it could not be loaded.
@@ -104,6 +106,7 @@ impl ScanLoop {
             chans: ChanCache::default(),
             watch: GlobalWatch::default(),
             growth: Default::default(),
+            heap: Default::default(),
             busy: Default::default(),
             task_regs: None,
             threshold_ns: threshold.as_nanos() as u64,
@@ -162,9 +165,16 @@ impl ScanLoop {
             }
         }
         self.watch(census, now, events)?;
-        self.growth.sample(model, now);
+        self.sample_growth(model, ctx, pid, now);
         self.sample_running(&listed, ctx, pid, now);
         Ok(())
+    }
+
+    /// A leak-growth sample, if one is due, and the heap with it.
+    pub fn sample_growth(&mut self, model: &Model, ctx: &Context<'_>, pid: u32, now: u64) {
+        if self.growth.sample(model, now) {
+            self.heap.sample(ctx.bin, pid, ctx.bias, now);
+        }
     }
 
     /// Samples the stacks of the program's running goroutines, for the busy-select tracker: the

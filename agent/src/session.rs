@@ -519,7 +519,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             // Scan mode has no uprobe, so nothing to drain: no 100 wake-ups a second for it.
             _ = drain_tick.tick(), if mode != Mode::Scan => {
                 consume(fd.get_mut(), &mut model, &mut events, &ctx)?;
-                scans.growth.sample(&model, monotonic_ns());
+                scans.sample_growth(&model, &ctx, pid, monotonic_ns());
             }
             _ = scans.tick(), if mode == Mode::Scan || catch_up => {
                 let t0 = Instant::now();

@@ -87,6 +87,10 @@ pub fn findings(
         .map(|g| crate::detect::growth::GrowthSite {
             location: crate::summary::go_statement(ctx, g.gopc).and_then(|(_, loc)| loc),
             reason: crate::report::Text::from(&*ctx.bin.wait_reason(g.reason)),
+            heap: scans
+                .heap
+                .series
+                .over(g.start_ns, g.start_ns.saturating_add(g.span_ns)),
             growth: g,
         })
         .collect();

@@ -33,6 +33,9 @@ pub struct GrowthSite {
     pub location: Option<crate::report::Text>,
     pub reason: crate::report::Text,
     pub growth: Growth,
+    /// The target's heap over the same window, where the session sampled it (a live session
+    /// with the runtime's health figures found; not from a trace).
+    pub heap: Option<crate::health::window::HeapGrowth>,
 }
 
 /// A site whose count kept rising.
@@ -45,6 +48,9 @@ pub struct Growth {
     pub rises: usize,
     /// From the first sample to the last, ns.
     pub span_ns: u64,
+    /// The first sample's time (the session's clock: CLOCK_MONOTONIC ns live, trace ns in a
+    /// trace), so the heap's growth over the same window can be told with the finding.
+    pub start_ns: u64,
 }
 
 /// Counts per site over time, bounded: at most [`MAX_SITES`] sites of at most [`MAX_SAMPLES`]
@@ -85,23 +91,24 @@ impl<K: std::hash::Hash + Eq + Clone> Samples<K> {
         }
     }
 
-    /// The sites that grew (see [`growth`]): (site, first, last, rises, span).
-    pub fn growing(&self) -> Vec<(K, u64, u64, usize, u64)> {
+    /// The sites that grew (see [`growth`]): (site, first, last, rises, span, start).
+    pub fn growing(&self) -> Vec<(K, u64, u64, usize, u64, u64)> {
         self.series
             .iter()
             .filter_map(|(k, s)| {
                 let (first, last, rises, span) = growth(s)?;
-                Some((k.clone(), first, last, rises, span))
+                Some((k.clone(), first, last, rises, span, s.first()?.0))
             })
             .collect()
     }
 }
 
 impl GrowthTracker {
-    /// Counts the blocked goroutines of `model` by site, if the last sample is old enough.
-    pub fn sample(&mut self, model: &Model, now_ns: u64) {
+    /// Counts the blocked goroutines of `model` by site, if the last sample is old enough;
+    /// whether it did.
+    pub fn sample(&mut self, model: &Model, now_ns: u64) -> bool {
         if now_ns.saturating_sub(self.last_ns) < SAMPLE_EVERY_NS {
-            return;
+            return false;
         }
         self.last_ns = now_ns;
         let mut counts: FxHashMap<Site, u64> = FxHashMap::default();
@@ -111,6 +118,7 @@ impl GrowthTracker {
             }
         }
         self.samples.record(now_ns, counts);
+        true
     }
 
     /// The sites that grew: at least [`MIN_RISES`] rises, never a fall, and up by at least
@@ -120,14 +128,17 @@ impl GrowthTracker {
             .samples
             .growing()
             .into_iter()
-            .map(|((gopc, reason), first, last, rises, span_ns)| Growth {
-                gopc,
-                reason,
-                first,
-                last,
-                rises,
-                span_ns,
-            })
+            .map(
+                |((gopc, reason), first, last, rises, span_ns, start_ns)| Growth {
+                    gopc,
+                    reason,
+                    first,
+                    last,
+                    rises,
+                    span_ns,
+                    start_ns,
+                },
+            )
             .collect();
         out.sort_by_key(|g| (std::cmp::Reverse(g.last), g.gopc));
         out

@@ -130,6 +130,10 @@ pub struct Finding {
     /// (`attach --trace-from`, `fuse`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fused: Option<Box<crate::fuse::join::Fused>>,
+    /// A leak's (BP16) heap over the window in which its goroutines piled up: what the leaked
+    /// goroutines hold, read from the runtime's own statistics (`crate::health`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_growth: Option<crate::health::window::HeapGrowth>,
 }
 
 impl Finding {
@@ -161,6 +165,7 @@ impl Finding {
             explanation,
             allowed: false,
             fused: None,
+            heap_growth: None,
         }
     }
 
@@ -351,7 +356,7 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
             .collect();
         let Some(first) = gs.first() else { continue };
         let gr = site.growth;
-        let explanation = format!(
+        let mut explanation = format!(
             "goroutines created at {} and blocked in {} ({}) keep piling up: {} then {} over {} \
              ({} rises, never a fall); {} are blocked now",
             site.location.as_deref().unwrap_or("?"),
@@ -363,9 +368,15 @@ pub fn analyze(input: &Input<'_>) -> Vec<Finding> {
             gr.rises,
             gs.len()
         );
+        // "The goroutines leaked and they hold N MB": the heap over the same window.
+        if let Some(h) = &site.heap {
+            explanation.push_str("; ");
+            explanation.push_str(&h.describe(gr.last - gr.first));
+        }
         let longest = gs.iter().map(|g| g.blocked_ns).max().unwrap_or(0);
         findings.push(Finding {
             blocked_before_attach: gs.iter().any(|g| g.blocked_before_attach),
+            heap_growth: site.heap,
             ..Finding::about(
                 patterns::LEAK_GROWTH,
                 OBSERVED,

@@ -300,13 +300,40 @@ fn a_growing_site_is_one_leak_finding() {
             last: 6,
             rises: 5,
             span_ns: 2 * S,
+            start_ns: 10 * S,
         },
+        heap: None,
     });
     let f = c.run();
     assert_eq!(ids(&f), ["BP16"], "{f:#?}");
     assert_eq!(f[0].count, 6);
     assert!(
         f[0].explanation.contains("1 then 6"),
+        "{}",
+        f[0].explanation
+    );
+    assert_eq!(f[0].heap_growth, None);
+
+    // With the heap sampled over the same window: one finding that says what the leak holds.
+    let heap = crate::health::window::HeapGrowth {
+        from_ns: 10 * S,
+        to_ns: 12 * S,
+        heap_alloc_from: 1 << 20,
+        heap_alloc_to: 1 << 21,
+        heap_inuse_from: 2 << 20,
+        heap_inuse_to: 3 << 20,
+        stack_inuse_from: 1 << 16,
+        stack_inuse_to: 1 << 17,
+        sys_from: 8 << 20,
+        sys_to: 8 << 20,
+    };
+    c.growth[0].heap = Some(heap);
+    let f = c.run();
+    assert_eq!(ids(&f), ["BP16"], "{f:#?}");
+    assert_eq!(f[0].heap_growth, Some(heap));
+    assert!(
+        f[0].explanation
+            .contains("5 more goroutines blocked, the heap grew by 1.0MiB"),
         "{}",
         f[0].explanation
     );

@@ -338,8 +338,8 @@ pub fn growth(hs: &Histories) -> Vec<crate::detect::growth::GrowthSite> {
         .samples
         .growing()
         .into_iter()
-        .map(
-            |((loc, reason), first, last, rises, span_ns)| crate::detect::growth::GrowthSite {
+        .map(|((loc, reason), first, last, rises, span_ns, start_ns)| {
+            crate::detect::growth::GrowthSite {
                 location: Some(loc),
                 reason,
                 growth: crate::detect::growth::Growth {
@@ -349,9 +349,12 @@ pub fn growth(hs: &Histories) -> Vec<crate::detect::growth::GrowthSite> {
                     last,
                     rises,
                     span_ns,
+                    start_ns,
                 },
-            },
-        )
+                // A trace holds no heap figures.
+                heap: None,
+            }
+        })
         .collect();
     out.sort_by_key(|g| std::cmp::Reverse(g.growth.last));
     out

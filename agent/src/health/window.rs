@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::memstats::MemStats;
 use super::view::bytes;
+use super::{Globals, HealthLayout, HealthReader, Sources};
+use crate::goruntime::GoBinary;
 
 /// Samples kept (the oldest are dropped, but the first is kept: a window that starts at the
 /// session's beginning still has its start).
@@ -77,6 +79,32 @@ impl HeapGrowth {
 #[derive(Debug, Default)]
 pub struct HeapSeries {
     samples: VecDeque<Sample>,
+}
+
+/// A live session's heap samples, taken alongside its leak tracker's samples
+/// (`detect::growth`), so that a leak finding tells the heap's growth over its own window.
+#[derive(Debug, Default)]
+pub struct HeapSampler {
+    /// Where the runtime's figures are (resolved at the first sample); Err when they cannot
+    /// be found in this binary, which then gets no heap samples.
+    at: Option<Result<(HealthLayout, Globals, Sources), ()>>,
+    pub series: HeapSeries,
+}
+
+impl HeapSampler {
+    /// Reads the heap figures of `pid` (a constant cost: no goroutine table) at `now_ns`.
+    pub fn sample(&mut self, bin: &GoBinary, pid: u32, bias: u64, now_ns: u64) {
+        let at = self.at.get_or_insert_with(|| {
+            super::resolve(bin).map_err(|e| {
+                tracing::debug!("no heap samples for the leak findings of pid {pid}: {e}");
+            })
+        });
+        let Ok(at) = at else { return };
+        let reader = HealthReader::with_resolved(bin, pid, bias, at.clone());
+        if let Ok(s) = reader.read_heap() {
+            self.series.push(now_ns, &s.memstats);
+        }
+    }
 }
 
 impl HeapSeries {
