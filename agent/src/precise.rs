@@ -111,7 +111,9 @@ pub fn site_plans(bin: &GoBinary) -> Vec<SitePlan> {
         let (_, wrappers) = SITE_WRAPPERS.iter().find(|(r, _)| *r == base)?;
         let (mut bytes, mut callee) = (0u64, None);
         for names in *wrappers {
-            let f = names.split('|').find_map(|n| tab.lookup_function(n))?;
+            // The binary's name index, then pclntab's entry search: no scan of the table.
+            let entry = names.split('|').find_map(|n| bin.function(n))?.entry;
+            let f = tab.find_func(entry)?;
             // The wrapper's frame: its locals and saved BP (the largest SP delta), then the
             // return address into its caller; the next record up starts there.
             bytes += u64::try_from(tab.max_sp_delta(&f)?).ok()? + 8;

@@ -162,7 +162,7 @@ impl<'a> HealthReader<'a> {
         Ok(Self::with_resolved(bin, pid, bias, super::resolve(bin)?))
     }
 
-    /// A reader from what [`super::resolve`] found in `bin` (resolving costs tens of ms: a
+    /// A reader from what [`super::resolve`] found in `bin` (resolving costs milliseconds: a
     /// caller that reads again and again, as the metrics endpoint does, resolves once).
     pub fn with_resolved(
         bin: &'a GoBinary,

@@ -82,26 +82,42 @@ pub struct HeapSeries {
 }
 
 /// A live session's heap samples, taken alongside its leak tracker's samples
-/// (`detect::growth`), so that a leak finding tells the heap's growth over its own window.
+/// (`detect::growth`), so that a leak finding tells the heap's growth over its own window; and
+/// the session's one resolution of where the runtime's figures are, which the metrics endpoint
+/// reads through too.
 #[derive(Debug, Default)]
 pub struct HeapSampler {
-    /// Where the runtime's figures are (resolved at the first sample); Err when they cannot
-    /// be found in this binary, which then gets no heap samples.
-    at: Option<Result<(HealthLayout, Globals, Sources), ()>>,
+    /// Where the runtime's figures are (resolved at the first use); Err, why they cannot be
+    /// found in this binary, which then gets no heap samples and no health metrics.
+    at: Option<Result<(HealthLayout, Globals, Sources), String>>,
     pub series: HeapSeries,
 }
 
 impl HeapSampler {
+    /// A reader of `pid`'s runtime figures, resolved once per session (milliseconds of DWARF or
+    /// code decoding); Err says why they cannot be found.
+    pub fn reader<'a>(
+        &mut self,
+        bin: &'a GoBinary,
+        pid: u32,
+        bias: u64,
+    ) -> Result<HealthReader<'a>, String> {
+        let at = self
+            .at
+            .get_or_insert_with(|| super::resolve(bin).map_err(|e| e.to_string()));
+        match at {
+            Ok(at) => Ok(HealthReader::with_resolved(bin, pid, bias, at.clone())),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
     /// Reads the heap figures of `pid` (a constant cost: no goroutine table) at `now_ns`.
     pub fn sample(&mut self, bin: &GoBinary, pid: u32, bias: u64, now_ns: u64) {
-        let at = self.at.get_or_insert_with(|| {
-            super::resolve(bin).map_err(|e| {
-                tracing::debug!("no heap samples for the leak findings of pid {pid}: {e}");
-            })
-        });
-        let Ok(at) = at else { return };
-        let reader = HealthReader::with_resolved(bin, pid, bias, at.clone());
-        if let Ok(s) = reader.read_heap() {
+        let s = match self.reader(bin, pid, bias) {
+            Ok(r) => r.read_heap(),
+            Err(_) => return,
+        };
+        if let Ok(s) = s {
             self.series.push(now_ns, &s.memstats);
         }
     }

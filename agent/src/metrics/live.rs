@@ -95,16 +95,9 @@ pub struct Live {
     /// goid → (pattern slug, pattern id) of the finding it is in, from the latest findings.
     pattern_of: FxHashMap<u64, (&'static str, &'static str)>,
     runtime_start: FxHashMap<u64, bool>,
-    /// Where the runtime's health figures are (resolved at the first snapshot); the error,
-    /// said once, when they cannot be found.
-    health: Option<Result<HealthAt, String>>,
+    /// The runtime's health figures could not be found (said once).
+    health_missing_said: bool,
 }
-
-type HealthAt = (
-    crate::health::layout::HealthLayout,
-    crate::health::Globals,
-    crate::health::Sources,
-);
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -155,7 +148,7 @@ impl Live {
             next_snapshot: Instant::now(),
             pattern_of: FxHashMap::default(),
             runtime_start: FxHashMap::default(),
-            health: None,
+            health_missing_said: false,
         };
         (live, opts.stop)
     }
@@ -214,7 +207,7 @@ impl Live {
         snap.block_durations = self.block_durations(&v);
         snap.channels = channels(&blocked, TOP_CHANNELS);
         read_len_cap(v.ctx, v.pid, &mut snap.channels);
-        snap.health = self.read_health(&v);
+        snap.health = self.read_health(&mut v);
         let cost = cpu();
         tracing::debug!(
             census_us = t_census.as_micros() as u64,
@@ -231,20 +224,20 @@ impl Live {
 
     /// The runtime's health figures now (`crate::health`): the heap, GC, scheduler and timer
     /// figures of `blockprobe stat`, for the same endpoint.
-    fn read_health(&mut self, v: &SessionView<'_, '_>) -> Option<Arc<crate::health::read::Stat>> {
-        let at = self
-            .health
-            .get_or_insert_with(|| {
-                crate::health::resolve(v.ctx.bin).map_err(|e| {
+    fn read_health(
+        &mut self,
+        v: &mut SessionView<'_, '_>,
+    ) -> Option<Arc<crate::health::read::Stat>> {
+        // The session's one resolution, shared with the leak findings' heap samples.
+        let reader = match v.scans.heap.reader(v.ctx.bin, v.pid, v.ctx.bias) {
+            Ok(r) => r,
+            Err(e) => {
+                if !std::mem::replace(&mut self.health_missing_said, true) {
                     tracing::warn!("no runtime health metrics for pid {}: {e}", v.pid);
-                    e.to_string()
-                })
-            })
-            .as_ref()
-            .ok()?
-            .clone();
-        let reader =
-            crate::health::read::HealthReader::with_resolved(v.ctx.bin, v.pid, v.ctx.bias, at);
+                }
+                return None;
+            }
+        };
         match reader.read() {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {

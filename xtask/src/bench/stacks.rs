@@ -38,11 +38,22 @@ impl From<Result<Value>> for JsonRun {
 }
 
 pub fn run_stacks(ctx: &Ctx) -> JsonRun {
-    stacks(ctx).into()
+    // A third of the throughput runs' length per phase (3 phases), at least a second.
+    let secs = (ctx.secs / 3.0).max(1.0);
+    let args = ["--secs".to_string(), secs.to_string()];
+    hidden_command(
+        ctx,
+        Command::new(ctx.fixture(STACKS_FIXTURE)),
+        "bench-stacks",
+        &args,
+    )
+    .into()
 }
 
-fn stacks(ctx: &Ctx) -> Result<Value> {
-    let mut cmd = Command::new(ctx.fixture(STACKS_FIXTURE));
+/// Starts the workload `cmd` (stdout and stderr piped here), waits for its `ready pid=` line,
+/// runs blockprobe's hidden bench command `sub --pid PID args...` on it and parses its JSON,
+/// then stops the workload.
+pub fn hidden_command(ctx: &Ctx, mut cmd: Command, sub: &str, args: &[String]) -> Result<Value> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut wl = Proc::spawn("workload", &mut cmd)?;
     let (mut out, mut err) = (
@@ -51,21 +62,20 @@ fn stacks(ctx: &Ctx) -> Result<Value> {
     );
     let result = (|| {
         let pid = wait_ready(&mut wl, &mut out, &mut err)?;
-        // A third of the throughput runs' length per phase (3 phases), at least a second.
-        let secs = (ctx.secs / 3.0).max(1.0);
         let got = Command::new(&ctx.agent)
-            .args(["bench-stacks", "--pid", &pid.to_string()])
-            .args(["--secs", &secs.to_string()])
+            .args([sub, "--pid", &pid.to_string()])
+            .args(args)
             .output()
-            .context("running blockprobe bench-stacks")?;
+            .with_context(|| format!("running blockprobe {sub}"))?;
         if !got.status.success() {
             bail!(
-                "blockprobe bench-stacks failed ({}): {}",
+                "blockprobe {sub} failed ({}): {}",
                 got.status,
                 String::from_utf8_lossy(&got.stderr)
             );
         }
-        serde_json::from_slice::<Value>(&got.stdout).context("parsing bench-stacks' JSON")
+        serde_json::from_slice::<Value>(&got.stdout)
+            .with_context(|| format!("parsing {sub}'s JSON"))
     })();
     wl.stop(Duration::from_secs(2))?;
     result

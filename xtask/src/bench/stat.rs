@@ -3,14 +3,9 @@
 //! with 10 000 parked goroutines; `blockprobe bench-stat` reads it
 //! 200 times and reports the thread CPU time per reading. The target is never stopped.
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use serde_json::Value;
-
-use super::proc::Proc;
-use super::runs::{Ctx, wait_ready};
-use super::stacks::JsonRun;
+use super::runs::Ctx;
+use super::stacks::{JsonRun, hidden_command};
 
 pub const STAT_WORKLOAD: &str = "stat";
 pub const STAT_FIXTURE: &str = "health";
@@ -19,37 +14,17 @@ pub const STAT_BUDGET_MS: f64 = 5.0;
 const PARKED: u32 = 10_000;
 
 pub fn run_stat(ctx: &Ctx) -> JsonRun {
-    stat(ctx).into()
-}
-
-fn stat(ctx: &Ctx) -> Result<Value> {
     let mut cmd = Command::new(ctx.fixture(STAT_FIXTURE));
+    // The fixture runs until its stdin closes.
     cmd.args(["-parked", &PARKED.to_string(), "-mode", "leak"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut wl = Proc::spawn("workload", &mut cmd)?;
-    let (mut out, mut err) = (
-        wl.stdout_lines().context("workload stdout")?,
-        wl.stderr_lines().context("workload stderr")?,
-    );
-    let result = (|| {
-        let pid = wait_ready(&mut wl, &mut out, &mut err)?;
-        let got = Command::new(&ctx.agent)
-            .args(["bench-stat", "--pid", &pid.to_string(), "--iters", "200"])
-            .output()
-            .context("running blockprobe bench-stat")?;
-        if !got.status.success() {
-            bail!(
-                "blockprobe bench-stat failed ({}): {}",
-                got.status,
-                String::from_utf8_lossy(&got.stderr)
-            );
-        }
-        serde_json::from_slice::<Value>(&got.stdout).context("parsing bench-stat's JSON")
-    })();
-    wl.stop(Duration::from_secs(2))?;
-    result
+        .stdin(Stdio::piped());
+    hidden_command(
+        ctx,
+        cmd,
+        "bench-stat",
+        &["--iters".to_string(), "200".to_string()],
+    )
+    .into()
 }
 
 /// One line for the console and the final table.
