@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use blockprobe::reportview::ReportView;
+use blockprobe::threads::spans::ThreadSpans;
 use blockprobe::timeline::{self, Collected, TeeSink};
 
 #[derive(clap::Args, Default)]
@@ -38,11 +39,13 @@ impl Exports {
 
     /// Writes what was asked for; `trace` is the execution trace fused into the report, if
     /// it is still on disk (its own events go on the timeline).
+    /// `spans`: the session's recorded off-CPU spans, for the threads' tracks.
     pub fn write(
         &self,
         report: &blockprobe::report::Report,
         collected: Option<Collected>,
         trace: Option<&Path>,
+        spans: Option<&ThreadSpans>,
     ) -> Result<()> {
         if self.html.is_none() && self.timeline.is_none() {
             return Ok(());
@@ -51,7 +54,7 @@ impl Exports {
         let kept = collected
             .map(|c| std::mem::take(&mut *c.lock().unwrap_or_else(|p| p.into_inner())))
             .unwrap_or_default();
-        self.write_view(&view, &kept, trace)
+        self.write_view(&view, &kept, trace, spans)
     }
 
     fn write_view(
@@ -59,6 +62,7 @@ impl Exports {
         view: &ReportView,
         kept: &timeline::Kept,
         trace: Option<&Path>,
+        spans: Option<&ThreadSpans>,
     ) -> Result<()> {
         if let Some(path) = &self.html {
             write_file(path, blockprobe::html::render(view).as_bytes())?;
@@ -68,7 +72,7 @@ impl Exports {
                 Some(t) => Some(trace_tracks(t, view)?),
                 None => None,
             };
-            let doc = timeline::build(&kept.events, kept.dropped, view, tracks);
+            let doc = timeline::build(&kept.events, kept.dropped, view, tracks, spans);
             write_file(path, &serde_json::to_vec(&doc)?)?;
         }
         Ok(())
@@ -118,7 +122,7 @@ pub fn report(file: &Path, exports: &Exports) -> Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let view =
         ReportView::from_json(&text).with_context(|| format!("reading {}", file.display()))?;
-    exports.write_view(&view, &timeline::Kept::default(), None)
+    exports.write_view(&view, &timeline::Kept::default(), None, None)
 }
 
 /// `analyze`/`fuse --html/--timeline`: the report of a trace, with the stream's events if any.
@@ -136,5 +140,5 @@ pub fn write_trace_exports(
         (Some(p), Some(_)) => read_events(p)?,
         _ => timeline::Kept::default(),
     };
-    exports.write_view(&view, &events, Some(trace))
+    exports.write_view(&view, &events, Some(trace), None)
 }

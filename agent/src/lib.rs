@@ -7,6 +7,8 @@
 //! - [`report`]: the report, as JSON and as text.
 //! - [`threads`]: the OS-thread view (scheduler tracepoints), and goroutine → thread.
 //! - [`kallsyms`]: kernel stack symbolization.
+//! - [`chansites`]: where the channels goroutines block on were made (`runtime.makechan`'s RETs).
+pub mod chansites;
 pub mod daemon;
 pub mod detect;
 pub mod dump;

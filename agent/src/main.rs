@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use blockprobe::chansites::Setting as ChanSitesSetting;
 use blockprobe::detect::allow::Policy;
 use blockprobe::goruntime::{GoBinary, GoBinaryError};
 use blockprobe::probes::all_probes;
@@ -204,6 +205,10 @@ enum Cmd {
         /// on the node, the host's root as mounted into the daemon's own container otherwise.
         #[arg(long, value_name = "DIR", default_value = "/")]
         node_root: PathBuf,
+        /// Where channels were made, from a uprobe on runtime.makechan's returns: `auto` keeps
+        /// it on a process only while it makes fewer than 500 channels a second.
+        #[arg(long, value_enum, default_value_t = ChanSitesSetting::Auto)]
+        chan_sites: ChanSitesSetting,
     },
     /// Describe a Go binary: version, PIE/stripped/cgo, probe points, struct offsets.
     Inspect {
@@ -240,6 +245,7 @@ fn real_main() -> Result<()> {
             threshold,
             allows,
             node_root,
+            chan_sites,
         } => {
             use blockprobe::daemon::{DaemonOptions, container::NodeRoot, discover::Matcher};
             let opts = DaemonOptions {
@@ -250,6 +256,7 @@ fn real_main() -> Result<()> {
                 policy: allows.policy(&[])?,
                 node: NodeRoot(node_root),
                 every,
+                chan_sites,
             };
             let addr = blockprobe::metrics::parse_listen_addr(&metrics)?;
             let hub = blockprobe::metrics::Hub::new();
@@ -344,8 +351,9 @@ fn run_session(opts: SessionOptions) -> Result<session::Outcome> {
 /// Says what was attached, before the first event (tests and users wait for this line).
 fn announcer(obs: &Observe) -> session::OnAttached {
     let how = match obs.mode {
+        // Scan mode's only uprobe is the makechan one, within its budget (--chan-sites).
         Mode::Scan => format!(
-            "scan mode, goroutine table every {}",
+            "scan mode, goroutine table every {}; channel make sites:",
             humantime::format_duration(obs.scan_interval)
         ),
         Mode::Precise => "precise mode, uprobes".to_string(),
@@ -357,11 +365,15 @@ fn announcer(obs: &Observe) -> session::OnAttached {
             .iter()
             .map(|p| format!(" {}+{}", p.symbol, p.offset_in_func))
             .collect();
+        let probes = if probes.is_empty() && how.ends_with(':') {
+            " off".to_string()
+        } else {
+            probes.concat()
+        };
         eprintln!(
-            "blockprobe: attached to pid {} ({}): {how}{}",
+            "blockprobe: attached to pid {} ({}): {how}{probes}",
             a.pid,
             a.exe.display(),
-            probes.concat()
         );
     })
 }
@@ -390,15 +402,39 @@ struct Observe {
     /// 0 streams every transition.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
+    /// With --timeline: record each OS thread's off-CPU spans at least this long (the
+    /// scheduler tracepoints send them at each switch-in), for the threads' tracks.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
+    timeline_min_offcpu: Duration,
     /// Serve live metrics in the Prometheus text format at http://ADDR/metrics while the
     /// session runs (docs/metrics.md). A bare PORT or :PORT binds 127.0.0.1 only.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Where channels were made (the `make(chan …)` line of each blocked channel), from a
+    /// uprobe on runtime.makechan's returns: `auto` keeps it on in precise mode, and in scan
+    /// mode only while the program makes fewer than 500 channels a second; `on` always, `off`
+    /// never.
+    #[arg(long, value_enum, default_value_t = ChanSitesSetting::Auto)]
+    chan_sites: ChanSitesSetting,
     #[command(flatten)]
     verdicts: Verdicts,
 }
 
 impl Observe {
+    /// The off-CPU history to record: only for a timeline, whose thread tracks show it.
+    fn thread_spans(
+        &self,
+        exports: &cmd_export::Exports,
+    ) -> Option<blockprobe::threads::spans::SpanOptions> {
+        exports
+            .timeline
+            .as_ref()
+            .map(|_| blockprobe::threads::spans::SpanOptions {
+                min_span_ns: self.timeline_min_offcpu.as_nanos() as u64,
+                ..Default::default()
+            })
+    }
+
     /// Starts the metrics endpoint if asked for: the server (kept alive by the caller) and
     /// what the session publishes through.
     fn metrics(
@@ -539,13 +575,20 @@ fn run(
         on_attached: Some(announcer(&obs)),
         policy: policy.clone(),
         metrics,
+        thread_spans: obs.thread_spans(&exports),
+        chan_sites: obs.chan_sites,
     })
     .with_context(|| format!("running {program}"))?;
     match json {
         Some(spec) => write_json(&spec, &outcome.report)?,
         None => print_text(&outcome.report, &mut std::io::stderr().lock()),
     }
-    exports.write(&outcome.report, collected, None)?;
+    exports.write(
+        &outcome.report,
+        collected,
+        None,
+        outcome.thread_spans.as_ref(),
+    )?;
     // Exit as the program did (a signal as 128 + N, as shells report it), unless findings fail
     // the run.
     let code = match (outcome.report.exit_code, outcome.report.exit_signal) {
@@ -617,6 +660,8 @@ fn attach(
         })),
         policy: policy.clone(),
         metrics,
+        thread_spans: obs.thread_spans(&exports),
+        chan_sites: obs.chan_sites,
     })
     .with_context(|| format!("attaching to pid {pid}"))?;
     let mut report = outcome.report;
@@ -628,7 +673,12 @@ fn attach(
         None => print_text(&report, &mut std::io::stdout().lock()),
     }
     // The fetched trace is still on disk only when kept (--trace-out).
-    exports.write(&report, collected, trace_out.as_deref())?;
+    exports.write(
+        &report,
+        collected,
+        trace_out.as_deref(),
+        outcome.thread_spans.as_ref(),
+    )?;
     if let Some(code) = obs.verdicts.verdict(&policy, &report)? {
         std::process::exit(code);
     }
@@ -661,6 +711,8 @@ fn inspect(path: PathBuf, json: bool) -> Result<()> {
             (sym, spec.optional, bin.probe_point(sym))
         })
         .collect();
+    // The channel make-site probe: every RET of runtime.makechan.
+    let makechan = blockprobe::chansites::rets::makechan_rets(&bin);
     if json {
         let probes: Vec<_> = probes
             .iter()
@@ -672,11 +724,19 @@ fn inspect(path: PathBuf, json: bool) -> Result<()> {
                 Err(e) => serde_json::json!({ "symbol": sym, "error": e.to_string() }),
             })
             .collect();
+        let chan_sites = match &makechan {
+            Ok(r) => serde_json::json!({
+                "symbol": blockprobe::chansites::rets::MAKECHAN,
+                "entry": format!("{:#x}", r.entry), "rets": r.offsets,
+                "file_offsets": r.file_offsets.iter().map(|o| format!("{o:#x}")).collect::<Vec<_>>(),
+            }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
         let v = serde_json::json!({
             "path": path, "go_version": bin.build.go_version, "pie": bin.pie,
             "stripped": bin.stripped, "cgo": bin.cgo,
             "layout_source": bin.layout_source.to_string(), "layout": bin.layout,
-            "wait_reasons": bin.wait_reasons, "probes": probes,
+            "wait_reasons": bin.wait_reasons, "probes": probes, "chan_sites": chan_sites,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -703,6 +763,18 @@ fn inspect(path: PathBuf, json: bool) -> Result<()> {
             ),
             Err(e) => println!("  probe {sym}: unavailable: {e}"),
         }
+    }
+    match &makechan {
+        Ok(r) => {
+            let rets: Vec<String> = r.offsets.iter().map(|o| format!("+{o}")).collect();
+            println!(
+                "  probe {} (channel make sites, on each RET): entry {:#x} {}",
+                blockprobe::chansites::rets::MAKECHAN,
+                r.entry,
+                rets.join(" ")
+            );
+        }
+        Err(e) => println!("  channel make sites: unavailable: {e}"),
     }
     println!(
         "  layout:       {}",

@@ -40,6 +40,13 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Frees this thread's read buffer (megabytes once a big goroutine table was read): for when the
+/// scans are over, so that the memory serves what comes next (the report) instead of sitting
+/// under it.
+pub fn release_scratch() {
+    SCRATCH.with(|s| *s.borrow_mut() = Vec::new());
+}
+
 impl ProcessMemory {
     pub fn new(pid: u32) -> Self {
         Self { pid }

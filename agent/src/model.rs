@@ -61,20 +61,31 @@ pub struct Goroutine {
     pub scan_obs: Option<ScanObservation>,
 }
 
-/// What consecutive scans saw of one waiting goroutine.
+/// What consecutive scans saw of one waiting goroutine. Packed (32 bytes): the model holds one
+/// per waiting goroutine, 100k of them in the agent's worst case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanObservation {
-    /// (status, wait reason, wait object, `g.trackingSeq`): the wait's identity. The last
-    /// tells a goroutine that woke and parked again the same way (a sleep loop) from one that
-    /// never ran in between.
-    pub key: (u32, u32, u64, u8),
+    pub key: WaitKey,
     /// Scans in a row that saw this same key.
     pub seen: u32,
+    /// The scan generation that saw it last (its low 32 bits: only equality with the next
+    /// generation is asked).
+    pub generation: u32,
     /// CLOCK_MONOTONIC ns of the first of them.
     pub first_ns: u64,
-    /// The scan generation that saw it last.
-    pub generation: u64,
 }
+
+/// A wait's identity: (wait object, wait reason, status, `g.trackingSeq`). The last tells a
+/// goroutine that woke and parked again the same way (a sleep loop) from one that never ran in
+/// between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitKey {
+    pub obj: u64,
+    pub reason: u32,
+    pub status: u16,
+    pub tracking_seq: u8,
+}
+const _: () = assert!(size_of::<ScanObservation>() == 32);
 
 /// A wait is trusted once this many scans in a row saw it unchanged: one read of a g that the
 /// runtime is rewriting (a torn record, or a g being reused) cannot make a report.
@@ -389,16 +400,32 @@ impl Model {
         let mut changes = ScanChanges::default();
         // Waits that ended: (reason, duration), tallied once the goroutines are let go.
         let mut ended: Vec<(u32, u64)> = Vec::new();
+        // Grown once to what this scan needs at most: rehashing step by step would hold the old
+        // and the new table at once, the agent's peak RSS with 100k goroutines.
+        let waiting = scan
+            .goroutines
+            .iter()
+            .filter(|g| g.status == status::WAITING)
+            .count();
+        self.goroutines
+            .reserve(waiting.saturating_sub(self.goroutines.len()));
         for sg in scan
             .goroutines
             .iter()
             .filter(|g| g.status == status::WAITING)
         {
             let obj = sg.wait_chans.first().copied().or(sg.sema_addr).unwrap_or(0);
-            let key = (sg.status, sg.wait_reason, obj, sg.tracking_seq);
+            let key = WaitKey {
+                obj,
+                reason: sg.wait_reason,
+                // Statuses are the runtime's _G* constants, all below 0x1000 (runtime2.go).
+                status: sg.status as u16,
+                tracking_seq: sg.tracking_seq,
+            };
+            let generation = generation as u32;
             let g = self.scanned(sg);
             match &mut g.scan_obs {
-                Some(o) if o.key == key && o.generation + 1 == generation => {
+                Some(o) if o.key == key && o.generation.wrapping_add(1) == generation => {
                     o.seen += 1;
                     o.generation = generation;
                 }
@@ -431,7 +458,9 @@ impl Model {
         }
         // Whatever this scan did not see waiting has run, exited, or was a torn read.
         self.goroutines.retain(|&goid, g| {
-            let keep = g.scan_obs.is_some_and(|o| o.generation == generation);
+            let keep = g
+                .scan_obs
+                .is_some_and(|o| o.generation == generation as u32);
             if !keep && let Some(since) = g.parked_at_ns {
                 changes.unblocked.push(goid);
                 ended.push((g.reason, now_ns.saturating_sub(since)));

@@ -183,6 +183,20 @@ impl Attached {
         specs: &[ProbeSpec],
         min_wait_ns: u64,
     ) -> Result<Self, ProbeError> {
+        Self::attach_to_with(pid, exe, bin, specs, min_wait_ns, false)
+    }
+
+    /// [`Attached::attach_to`], keeping the map of channel make sites at its full size when
+    /// `chan_sites` (the makechan probe, `crate::chansites`, is attached afterwards); without
+    /// it the map shrinks to one entry, as the uprobes' maps do in scan mode.
+    pub fn attach_to_with(
+        pid: u32,
+        exe: &Path,
+        bin: &GoBinary,
+        specs: &[ProbeSpec],
+        min_wait_ns: u64,
+        chan_sites: bool,
+    ) -> Result<Self, ProbeError> {
         let exe = exe.to_path_buf();
         if !Path::new(&format!("/proc/{pid}")).exists() {
             return Err(ProbeError::NoSuchProcess { pid });
@@ -221,6 +235,9 @@ impl Attached {
             for map in [MAP_WAIT_HIST, MAP_SEMA] {
                 loader.map_max_entries(map, 1);
             }
+        }
+        if !chan_sites {
+            loader.map_max_entries(probes_ebpf::MAP_CHAN_SITES, 1);
         }
         let mut ebpf = loader.load(PROBES_OBJ).map_err(|source| ProbeError::Load {
             hint: privileges::load_hint(&source),

@@ -53,7 +53,11 @@ pub struct BlockedGoroutine {
     /// Its start function.
     pub start_function: Option<Text>,
     /// The code that blocked: the first frame of the stack outside the runtime and sync.
-    pub blocked_at: Option<BlockingSite>,
+    pub blocked_at: Option<std::sync::Arc<BlockingSite>>,
+    /// For a channel send or receive: where its channel was made (the `make(chan …)` line),
+    /// as the makechan probe saw it (`crate::chansites`); None when unknown (made before the
+    /// attach, probe off) or not a channel wait.
+    pub made_at: Option<std::sync::Arc<crate::chansites::MadeAt>>,
     /// Its stack at the park: an index into `Report::stacks` (goroutines blocked at the same
     /// site share one entry, symbolized once).
     pub stack: Option<usize>,
@@ -180,6 +184,12 @@ pub struct Report {
     pub goroutines_seen: usize,
     pub threshold_ns: u64,
     pub blocked: Vec<BlockedGoroutine>,
+    /// Every channel a blocked goroutine waits on (a select's cases included), by address,
+    /// with where it was made when known.
+    pub channels: Vec<crate::chansites::ChannelSite>,
+    /// The makechan probe behind `made_at`: on, detached (scan mode, over its budget) or off,
+    /// and why. None for a report from a trace.
+    pub chan_sites: Option<crate::chansites::Status>,
     /// The distinct stacks of the blocked goroutines, innermost frame first, inlined frames
     /// included (from the gopark probe's user stack, or a frame-pointer walk from `g.sched`
     /// for goroutines found by the scan).
@@ -254,10 +264,15 @@ impl Report {
             .collect();
         match &self.scan {
             Some(sc) => {
+                let uprobes = if probes.is_empty() {
+                    "no uprobes".to_string()
+                } else {
+                    format!("uprobes: {}", probes.join(" "))
+                };
                 let _ = writeln!(
                     out,
                     "mode: scan, {} scans every {} ({} failed), {:.2} ms CPU per scan on average \
-                     ({:.2} ms at most); no uprobes",
+                     ({:.2} ms at most); {uprobes}",
                     sc.scans,
                     human_duration(sc.interval_ns),
                     sc.failed,
@@ -278,6 +293,22 @@ impl Report {
             EndReason::TargetExited => "target exited",
             EndReason::TraceEnd => "trace ended",
         };
+        // The makechan probe, when it is not what was asked for: detached, or failed.
+        if let Some(c) = &self.chan_sites
+            && c.state != "on"
+            && c.setting != crate::chansites::Setting::Off
+        {
+            let _ = writeln!(
+                out,
+                "channel make sites: {} ({} channels made while probed){}",
+                c.state,
+                c.hits,
+                c.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
         let _ = writeln!(
             out,
             "session: {} ({end}); {} events, {} lost; {} goroutines seen",
@@ -466,6 +497,13 @@ pub fn write_blocked(
                 site.function, site.location
             );
         }
+        if let Some(m) = &b.made_at {
+            let _ = writeln!(
+                out,
+                "      channel made in {} at {}",
+                m.function, m.location
+            );
+        }
         if let Some(f) = &b.start_function {
             let _ = writeln!(out, "      started at {f}");
         }
@@ -543,13 +581,20 @@ mod tests {
                     parent_goid: 1,
                 }),
                 start_function: Some("main.worker".into()),
-                blocked_at: Some(BlockingSite {
+                blocked_at: Some(std::sync::Arc::new(BlockingSite {
                     function: "main.worker".into(),
                     location: "/src/demo/main.go:20".into(),
-                }),
+                })),
+                made_at: Some(std::sync::Arc::new(crate::chansites::MadeAt {
+                    function: "main.newQueue".into(),
+                    location: "/src/demo/main.go:8".into(),
+                    source: "uprobe",
+                })),
                 stack: None,
                 source: "uprobe",
             }],
+            channels: Vec::new(),
+            chan_sites: None,
         };
         let text = r.render_text();
         assert!(text.contains("go1.27.3, pie"), "{text}");
@@ -561,6 +606,7 @@ mod tests {
         assert!(text.contains("created by main.main in goroutine 1 at /src/demo/main.go:12"));
         assert!(text.contains("+4 goroutine(s) of the Go runtime"));
         assert!(text.contains("blocked in main.worker at /src/demo/main.go:20"));
+        assert!(text.contains("channel made in main.newQueue at /src/demo/main.go:8"));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["end_reason"], "duration");
         assert_eq!(json["blocked"][0]["goid"], 7);

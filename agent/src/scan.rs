@@ -111,6 +111,30 @@ pub struct Scan {
     pub skipped: usize,
 }
 
+/// What the search for references to the objects waited on needs of a goroutine
+/// (`detect::reach`): a quarter of a [`ScannedG`], kept for the report once the scan is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GRoot {
+    pub addr: u64,
+    pub goid: u64,
+    pub waiting: u64,
+    pub status: u32,
+}
+
+impl Scan {
+    pub fn roots(&self) -> Vec<GRoot> {
+        self.goroutines
+            .iter()
+            .map(|g| GRoot {
+                addr: g.addr,
+                goid: g.goid,
+                waiting: g.waiting,
+                status: g.status,
+            })
+            .collect()
+    }
+}
+
 /// See `Scanner::last_chans`.
 /// Only single-channel waits are cached (a select's cases are read again): no allocation per
 /// cached goroutine.
@@ -239,6 +263,9 @@ impl<'a> Scanner<'a> {
         let l = &self.bin.layout.g;
         let sema = self.sema_waiters();
         let mut scan = Scan::default();
+        // Sized once: growing by doubling would hold the old and the new buffer at the same
+        // time, the agent's peak RSS with 100k goroutines.
+        scan.goroutines.reserve_exact(gptrs.len());
         // (index in scan.goroutines, g.waiting) of the waiting goroutines with sudogs.
         let mut sudogs = Vec::new();
         let mut last_chans = std::mem::take(&mut *self.last_chans.borrow_mut());

@@ -15,6 +15,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::chansites::ChanSites;
 use crate::events::write_event;
 use crate::goruntime::{GoBinary, GoBinaryError};
 use crate::model::Model;
@@ -47,6 +48,8 @@ pub enum SessionError {
     NoExec { program: String },
     #[error("event output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    ChanSites(#[from] crate::chansites::ChanSitesError),
 }
 
 /// How often the agent drains the ring buffer when the probes have not woken it.
@@ -83,9 +86,10 @@ pub enum Mode {
 
 impl Mode {
     /// The uprobes this mode attaches. Scan mode takes only probes whose hit rate is low (a
-    /// handful per second at most); every Go probe blockprobe has today sits on a per-operation
-    /// path (a park, a wake-up, a `go` statement, a goroutine exit, a semaphore wait), so scan
-    /// mode attaches none.
+    /// handful per second at most); every probe listed here sits on a per-operation path (a
+    /// park, a wake-up, a `go` statement, a goroutine exit, a semaphore wait), so scan mode
+    /// attaches none of them. The makechan probe (`crate::chansites`) is attached apart, and in
+    /// scan mode only while its measured hit rate stays within its budget.
     pub fn probes(self) -> Vec<ProbeSpec> {
         match self {
             Mode::Scan => Vec::new(),
@@ -124,12 +128,19 @@ pub struct SessionOptions {
     /// Publish live metrics (`--metrics`, `daemon`): where, with which labels, and a signal
     /// that ends the session.
     pub metrics: Option<crate::metrics::SessionMetrics>,
+    /// Record every OS thread's off-CPU spans (`--timeline`): returned in
+    /// [`Outcome::thread_spans`]. None costs the scheduler programs one branch per switch-in.
+    pub thread_spans: Option<threads::spans::SpanOptions>,
+    /// `--chan-sites`: the probe on `runtime.makechan` that says where channels were made.
+    pub chan_sites: crate::chansites::Setting,
 }
 
 /// The session's report, and for a spawned program how it exited.
 pub struct Outcome {
     pub report: Report,
     pub exit_status: Option<ExitStatus>,
+    /// The recorded off-CPU spans, when [`SessionOptions::thread_spans`] asked for them.
+    pub thread_spans: Option<threads::spans::ThreadSpans>,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
@@ -350,6 +361,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         mut on_attached,
         policy,
         metrics,
+        thread_spans,
+        chan_sites,
     } = opts;
     let probes = mode.probes();
     // Say what is missing before touching the target at all.
@@ -363,15 +376,24 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
 
     let min_wait_ns = min_wait.as_nanos() as u64;
-    let (bin, attached, mut gate, exe_at_start) = match &target {
+    let (bin, attached, mut chan_sites, mut gate, exe_at_start) = match &target {
         TargetSpec::Pid(pid) => {
             // What the target runs now: if it execs something else later, the session ends.
             let (bin, exe) = open_target(*pid)?;
-            let attached = Attached::attach(*pid, &bin, &probes, min_wait_ns)?;
+            let proc_exe = PathBuf::from(format!("/proc/{pid}/exe"));
+            let (attached, sites) = ChanSites::attach_with(
+                *pid,
+                &proc_exe,
+                &bin,
+                &probes,
+                min_wait_ns,
+                chan_sites,
+                mode,
+            )?;
             if let Some(f) = on_attached.take() {
                 f(&attached);
             }
-            (bin, attached, None, exe)
+            (bin, attached, sites, None, exe)
         }
         TargetSpec::Spawn { program, args } => {
             let program = resolve_program(program);
@@ -379,7 +401,10 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             let bin = GoBinary::open(&program)?;
             let mut gate = Gate::spawn(&program, args)?;
             let pid = gate.pid();
-            let attached = match Attached::attach_to(pid, &program, &bin, &probes, min_wait_ns) {
+            // Before the program runs: every channel it makes is seen.
+            let attached =
+                ChanSites::attach_with(pid, &program, &bin, &probes, min_wait_ns, chan_sites, mode);
+            let (attached, sites) = match attached {
                 Ok(a) => a,
                 Err(e) => {
                     gate.abort();
@@ -397,7 +422,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 });
             }
             let exe = procfs::exe_path(pid)?;
-            (bin, attached, Some(gate), exe)
+            (bin, attached, sites, Some(gate), exe)
         }
     };
     let pid = attached.pid;
@@ -407,12 +432,29 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let catch_up = mode == Mode::Precise && min_wait_ns > 0;
     // The OS-thread view (sched tracepoints filtered to the target). Without it the session
     // still runs; the report says what is missing.
-    let sched = match threads::attach_sched(attached.ebpf_mut(), pid) {
+    let sched_opts = threads::SchedOptions {
+        spans_min_ns: thread_spans.map(|o| o.min_span_ns),
+        // The timeline's past sleeps carry their kernel stacks: captured at each switch-out,
+        // a cost paid only when a timeline was asked for.
+        kernel_stacks: thread_spans.is_some(),
+    };
+    let sched = match threads::attach_sched_with(attached.ebpf_mut(), pid, sched_opts) {
         Ok(s) => Some(s),
         Err(e) => {
             warnings.push(format!("no OS-thread view: {e}"));
             None
         }
+    };
+    // Every off-CPU span of the target's threads, drained on the liveness tick below.
+    let mut span_ring = match (&sched, thread_spans) {
+        (Some(_), Some(o)) => match threads::spans::SpanRing::open(attached.ebpf_mut(), pid, o) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("no off-CPU history on the timeline: {e}"));
+                None
+            }
+        },
+        _ => None,
     };
     // A target already gone or changed gets bias 0; the loop below then ends the session at
     // its first liveness check.
@@ -426,6 +468,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         })
         .collect();
     let ctx = Context { bin: &bin, bias };
+    if let Some(out) = events.as_mut() {
+        crate::chansites::write_event(out, &chan_sites.event(monotonic_ns()))?;
+    }
     // Precise mode's open parks, read from the kernel's table by the catch-up scans.
     let park_table = if catch_up {
         Some(crate::precise::ParkTable::map(&attached)?)
@@ -502,6 +547,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     // The probes wake us only when the ring is 1/8 full (probes-ebpf, emit); otherwise events
     // are drained on this tick, which bounds how stale the live view gets.
     let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+    // Scan mode: the makechan probe's hit rate, against its budget.
+    let mut chan_sites_tick = tokio::time::interval(crate::chansites::WATCH_EVERY);
 
     let end_reason = loop {
         let sleep_until = async {
@@ -560,7 +607,17 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                         threshold_ns: threshold.as_nanos() as u64,
                         policy: &policy,
                         same_program: &same_program,
+                        chan_sites: &mut chan_sites,
                     });
+                }
+            }
+            _ = chan_sites_tick.tick(), if chan_sites.watching() => {
+                let now = monotonic_ns();
+                if let Some(why) = chan_sites.check(fd.get_mut().ebpf_mut(), now) {
+                    tracing::info!("makechan probe {why}");
+                    if let Some(out) = events.as_mut() {
+                        crate::chansites::write_event(out, &chan_sites.event(now))?;
+                    }
                 }
             }
             _ = crate::metrics::live::stopped(&mut stop) => break EndReason::Signal,
@@ -579,10 +636,17 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 }
                 let threshold_ns = threshold.as_nanos() as u64;
                 let now = monotonic_ns();
-                let found = summary::blocked(&ctx, &model, now, threshold_ns, &scans.stacks);
+                let mut found = summary::blocked(&ctx, &model, now, threshold_ns, &scans.stacks);
+                let waits = crate::chansites::waits_of(&found.goroutines, now);
+                let made = chan_sites.resolve(fd.get_ref().ebpf(), &ctx, waits);
+                crate::chansites::annotate(&mut found.goroutines, &made);
                 eprint!("{}", crate::report::render_blocked(&found.goroutines, threshold_ns));
             }
+            _ = threads::spans::SpanRing::drain_when_filling(&mut span_ring) => {}
             _ = liveness.tick() => {
+                if let Some(r) = span_ring.as_mut() {
+                    r.drain();
+                }
                 // A target that exits, or execs another program, ends the session.
                 if !procfs::alive(pid) || !same_program() {
                     break EndReason::TargetExited;
@@ -598,18 +662,25 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     consume(&mut attached, &mut model, &mut events, &ctx)?;
     let lost = attached.lost().unwrap_or(0);
     let thread_states = match &sched {
-        Some(_) => threads::read_threads(attached.ebpf(), monotonic_ns()).unwrap_or_else(|e| {
-            warnings.push(format!("reading the OS-thread view: {e}"));
-            Vec::new()
-        }),
+        Some(_) => {
+            threads::read_threads_with(attached.ebpf(), monotonic_ns(), scans.task_regs.as_ref())
+                .unwrap_or_else(|e| {
+                    warnings.push(format!("reading the OS-thread view: {e}"));
+                    Vec::new()
+                })
+        }
         None => Vec::new(),
     };
+    let thread_spans = span_ring.map(|r| r.finish(attached.ebpf()));
+    if let Some(w) = thread_spans.as_ref().and_then(|t| t.warning()) {
+        warnings.push(w);
+    }
 
     // A final scan confirms what is still blocked (a target that exited has nothing to scan).
     let mut in_syscall = Vec::new();
     let mut running = Vec::new();
     let final_scan = end_reason != EndReason::TargetExited;
-    let mut last_scan = None;
+    let mut last_roots = None;
     if final_scan
         && let Ok(last) = scanner.scan()
         && same_program()
@@ -649,7 +720,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
         in_syscall = summary::in_syscall(&ctx, &last, pid, &thread_states, cgo.as_mut());
         running = summary::running(&ctx, &last, pid);
-        last_scan = Some(last);
+        // Of the last scan (megabytes with 100k goroutines) the detector needs a quarter.
+        last_roots = Some(last.roots());
     }
     // The scanner's caches are megabytes with 100k goroutines: gone before the report is made,
     // and the memory handed back (glibc keeps freed memory otherwise, and the report's own
@@ -699,11 +771,24 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     } else {
         Vec::new()
     };
+    // Where the channels waited on were made, from the probe's map, before it goes.
+    let made = chan_sites.resolve(
+        attached.ebpf(),
+        &ctx,
+        crate::chansites::model_waits(&bin, &model, now, threshold_ns),
+    );
+    chan_sites.finish(attached.ebpf());
     drop(attached); // detach every probe now, before the report is rendered
     if let Some(out) = events.as_mut() {
         out.flush()?;
     }
-    let found = summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
+    // The last reads of the goroutine table are done: its read buffer goes before the report's
+    // own allocations come, and with it the free pages the stack walks left in the heap.
+    crate::memory::release_scratch();
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let mut found = summary::blocked(&ctx, &model, now, threshold_ns, &stacks);
+    let channels = crate::chansites::annotate(&mut found.goroutines, &made);
     // The model's goroutines are in `found` now: only its counts and parties are still needed,
     // and with 100k goroutines it is tens of megabytes the detector need not sit on top of.
     let (events_received, goroutines_seen) = (model.events, model.len());
@@ -715,7 +800,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let findings = crate::detect::gather::findings(
         &ctx,
         pid,
-        last_scan.as_ref(),
+        last_roots.as_deref(),
         &found.goroutines,
         (&in_syscall, &running),
         &parties,
@@ -723,7 +808,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         threshold_ns,
         &policy,
     );
-    drop(last_scan);
+    drop(last_roots);
 
     // A spawned program: a signal ends the session but not the program (it got the same
     // Ctrl-C from the terminal, or is left running); its exit status is what `run` returns.
@@ -756,6 +841,8 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         goroutines_seen,
         threshold_ns,
         blocked: found.goroutines,
+        channels,
+        chan_sites: Some(chan_sites.status()),
         stacks: found.stacks,
         findings,
         runtime_goroutines_hidden: found.runtime_hidden,
@@ -769,5 +856,6 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     Ok(Outcome {
         report,
         exit_status,
+        thread_spans,
     })
 }

@@ -94,6 +94,7 @@ pub fn blocked<S: std::hash::BuildHasher>(
             start_function,
             stack: stacks.get(&g.goid).map(|pcs| interned.intern(pcs)),
             blocked_at: None,
+            made_at: None,
             source: if g.observed_by_scan { "scan" } else { "uprobe" },
         });
     }
@@ -102,12 +103,15 @@ pub fn blocked<S: std::hash::BuildHasher>(
         .iter()
         .map(|pcs| unwind::symbolize(bin, bias, pcs))
         .collect();
-    let sites: Vec<Option<BlockingSite>> = table
+    // One per stack, shared by the goroutines on it.
+    let sites: Vec<Option<std::sync::Arc<BlockingSite>>> = table
         .iter()
         .map(|frames| {
-            unwind::blocking_site(frames).map(|f| BlockingSite {
-                function: Text::from(f.function.as_str()),
-                location: Text::from(format!("{}:{}", f.file, f.line)),
+            unwind::blocking_site(frames).map(|f| {
+                std::sync::Arc::new(BlockingSite {
+                    function: Text::from(f.function.as_str()),
+                    location: Text::from(format!("{}:{}", f.file, f.line)),
+                })
             })
         })
         .collect();

@@ -5,7 +5,8 @@
 //! map from the `sched/sched_switch` and `sched/sched_waking` tracepoints, filtered in the kernel
 //! to the target's tgid. A thread that went to sleep before the attach produces no event until
 //! it wakes, so [`attach_sched`] seeds the map from /proc/PID/task/*/stat right after attaching;
-//! seeded states began before the attach and their durations are lower bounds.
+//! seeded states began before the attach and their durations are lower bounds. For
+//! `--timeline`, [`spans`] records the history of every thread's off-CPU spans as well.
 //!
 //! Task states and their letters: include/linux/sched.h (TASK_* and TASK_REPORT),
 //! fs/proc/array.c (`task_state_array`), and include/trace/events/sched.h
@@ -16,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use aya::Ebpf;
-use aya::maps::{Array, HashMap, MapError, StackTraceMap};
+use aya::maps::{Array, HashMap, MapData, MapError, StackTraceMap};
 use aya::programs::{ProgramError, TracePoint};
 use probes_ebpf::{
     MAP_KSTACKS, MAP_SCHED_CONFIG, MAP_THREADS, PROG_SCHED_SWITCH, PROG_SCHED_WAKING,
-    SCHED_F_KSTACKS, SchedConfig, THREAD_F_SEEDED, ThreadSched, task_state,
+    SCHED_F_KSTACKS, SCHED_F_SPANS, SchedConfig, THREAD_F_SEEDED, ThreadSched, task_state,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -65,6 +66,8 @@ pub enum ThreadsError {
     NoSuchProcess { pid: u32 },
     #[error("listing the threads of process {pid} (/proc/{pid}/task): {source}")]
     Tasks { pid: u32, source: std::io::Error },
+    #[error("watching the off-CPU spans ring buffer: {0}")]
+    SpansRing(std::io::Error),
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> ThreadsError {
@@ -292,23 +295,23 @@ pub struct SchedAttached {
     pub mounted_tracefs: bool,
 }
 
-/// Options for [`attach_sched_with`].
-#[derive(Debug, Clone, Copy)]
+/// Options for [`attach_sched_with`]; the default captures no kernel stacks and sends no spans.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SchedOptions {
     /// Capture the kernel stack when a thread goes to sleep (one `bpf_get_stackid` per sleep).
+    /// Off by default: it costs the target about 1.5 µs at every sleep of one of its threads
+    /// (measured with kernel.bpf_stats_enabled on the ping-pong bench: sched_switch 1.6 µs a
+    /// run with it, about 0.1 µs without), and a thread's current sleep is read as well at
+    /// report time by the `task_kstack` iterator ([`read_threads_with`]). The timeline's
+    /// history of past sleeps needs it.
     pub kernel_stacks: bool,
-}
-
-impl Default for SchedOptions {
-    fn default() -> Self {
-        Self {
-            kernel_stacks: true,
-        }
-    }
+    /// Send every finished off-CPU span at least this long into the spans ring
+    /// ([`spans::SpanRing`] drains it); None sends none.
+    pub spans_min_ns: Option<u64>,
 }
 
 /// Attaches the scheduler programs of `ebpf` (the object loaded by `probes::Attached`) for the
-/// process `tgid`, with kernel stacks on. See [`attach_sched_with`].
+/// process `tgid`, with the default [`SchedOptions`]. See [`attach_sched_with`].
 pub fn attach_sched(ebpf: &mut Ebpf, tgid: u32) -> Result<SchedAttached, ThreadsError> {
     attach_sched_with(ebpf, tgid, SchedOptions::default())
 }
@@ -333,6 +336,10 @@ pub fn attach_sched_with(
     } else {
         0
     };
+    if let Some(min) = opts.spans_min_ns {
+        cfg.flags |= SCHED_F_SPANS;
+        cfg.min_span_ns = min;
+    }
     write_config(ebpf, cfg)?;
 
     let mut tracepoints = Vec::new();
@@ -446,9 +453,10 @@ pub struct ThreadState {
     pub cpu: Option<u32>,
     /// Kernel stack of the current sleep, innermost first, scheduler frames dropped.
     pub kernel_stack: Vec<KernelFrame>,
-    /// Where `kernel_stack` comes from: "ebpf" (bpf_get_stackid at the switch-out, symbolized
-    /// with /proc/kallsyms) or "procfs" (/proc/PID/task/TID/stack read now: for sleeps that
-    /// began before the attach, or when no stack was captured).
+    /// Where `kernel_stack` comes from, all symbolized with /proc/kallsyms: "ebpf"
+    /// (bpf_get_stackid at the switch-out, when [`SchedOptions::kernel_stacks`] is on),
+    /// "task_iter" (bpf_get_task_stack by the `task_kstack` iterator, read now) or "procfs"
+    /// (/proc/PID/task/TID/stack read now, when there is no iterator).
     pub kernel_stack_source: Option<&'static str>,
 }
 
@@ -527,6 +535,17 @@ fn kallsyms() -> Option<&'static Kallsyms> {
 /// tid, with its kernel stack when it sleeps. `now_ns` is CLOCK_MONOTONIC (e.g.
 /// `session::monotonic_ns()`). Threads that no longer exist in /proc are left out.
 pub fn read_threads(ebpf: &Ebpf, now_ns: u64) -> Result<Vec<ThreadState>, ThreadsError> {
+    read_threads_with(ebpf, now_ns, None)
+}
+
+/// [`read_threads`], with the kernel stacks of sleeping threads that have none from a
+/// switch-out read by the `task_kstack` iterator of `regs` (the default: kernel stacks are not
+/// captured at every sleep, see [`SchedOptions::kernel_stacks`]), before /proc.
+pub fn read_threads_with(
+    ebpf: &Ebpf,
+    now_ns: u64,
+    regs: Option<&crate::native::taskregs::TaskRegs>,
+) -> Result<Vec<ThreadState>, ThreadsError> {
     let cfg_map = ebpf
         .map(MAP_SCHED_CONFIG)
         .ok_or(ThreadsError::Missing(MAP_SCHED_CONFIG))?;
@@ -570,11 +589,7 @@ pub fn read_threads(ebpf: &Ebpf, now_ns: u64) -> Result<Vec<ThreadState>, Thread
             let id = t.kstack_id as u32;
             if let Some(frames) = stack_cache.get(&id) {
                 st.kernel_stack = frames.clone();
-            } else if let (Some(stacks), Some(k)) = (stacks.as_ref(), kallsyms())
-                && let Ok(trace) = stacks.get(&id, 0)
-            {
-                let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
-                let frames = k.symbolize_stack(&ips);
+            } else if let Some(frames) = stacks.as_ref().and_then(|m| kernel_stack(m, id)) {
                 stack_cache.insert(id, frames.clone());
                 st.kernel_stack = frames;
             }
@@ -582,10 +597,20 @@ pub fn read_threads(ebpf: &Ebpf, now_ns: u64) -> Result<Vec<ThreadState>, Thread
                 st.kernel_stack_source = Some("ebpf");
             }
         }
+        if st.kernel_stack.is_empty()
+            && let Some(Ok(ips)) = regs.and_then(|r| r.kernel_stack(tid))
+            && let Some(k) = kallsyms()
+        {
+            // No stack from a switch-out (kernel stacks off, asleep since before the attach,
+            // or a stack-map collision): where it sleeps now, read from its task_struct.
+            st.kernel_stack = k.symbolize_stack(&ips);
+            if !st.kernel_stack.is_empty() {
+                st.kernel_stack_source = Some("task_iter");
+            }
+        }
         if st.kernel_stack.is_empty() {
-            // Asleep since before the attach (no switch-out seen), or no stack captured (kernel
-            // stacks off, or a stack-map collision): the kernel shows where it sleeps now (root
-            // only; the file is empty or unreadable otherwise).
+            // Still none (no iterator on this kernel): the kernel shows where it sleeps now
+            // (root only; the file is empty or unreadable otherwise).
             if let Ok(text) = std::fs::read_to_string(format!("{dir}/stack")) {
                 st.kernel_stack = parse_proc_stack(&text);
                 if !st.kernel_stack.is_empty() {
@@ -596,6 +621,15 @@ pub fn read_threads(ebpf: &Ebpf, now_ns: u64) -> Result<Vec<ThreadState>, Thread
         out.push(st);
     }
     Ok(out)
+}
+
+/// The kernel stack `id` of the stack map, symbolized (innermost first, scheduler frames
+/// dropped). None when the id is gone or /proc/kallsyms is unreadable.
+pub(crate) fn kernel_stack(stacks: &StackTraceMap<&MapData>, id: u32) -> Option<Vec<KernelFrame>> {
+    let k = kallsyms()?;
+    let trace = stacks.get(&id, 0).ok()?;
+    let ips: Vec<u64> = trace.frames().iter().map(|f| f.ip).collect();
+    Some(k.symbolize_stack(&ips))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -631,6 +665,8 @@ pub fn thread_of_g(mem: &ProcessMemory, layout: &GoLayout, g_addr: u64) -> Optio
 fn monotonic_ns() -> u64 {
     crate::procfs::clock_ns(libc::CLOCK_MONOTONIC)
 }
+
+pub mod spans;
 
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,10 @@
 //!   reason and the object), from the session's park/ready events, the waits still in progress
 //!   ending at the report; flow arrows ("s"/"f") from the goroutine that woke it, where the
 //!   probes saw who (precise mode's `runtime.ready`).
-//! - Process 2, one track per OS thread: its off-CPU span from the scheduler tracepoints as the
-//!   report has it (the current sleep, with its kernel stack).
+//! - Process 2, one track per OS thread: its off-CPU spans from the scheduler tracepoints: every
+//!   span the session recorded (at least `--timeline-min-offcpu` long, threads::spans), named
+//!   for the state and the kernel function it slept in, and the current one as the report has
+//!   it (with its kernel stack). A report read back from JSON has only the current one.
 //! - Process 3, the fused execution trace (`attach --trace-from`, `fuse`): each finding's
 //!   goroutine as the trace saw it: its state, creation, and who unblocked it.
 //!
@@ -20,7 +22,10 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use probes_ebpf::OffCpuSpan;
+
 use crate::reportview::{ReportView, is_null_addr};
+use crate::threads::spans::{self, ThreadSpans};
 
 /// The tracks' processes (Chrome trace-event `pid`s: labels, not the target's pid).
 pub const PID_GOROUTINES: u32 = 1;
@@ -190,13 +195,15 @@ struct Wake {
 }
 
 /// The trace-event document, from the session's events (`dropped`: how many more were left
-/// out, see [`MAX_KEPT`]), its report, and the execution trace's own events if the trace was
-/// read ([`trace::read`]; else each finding's fused view of it stands in).
+/// out, see [`MAX_KEPT`]), its report, the execution trace's own events if the trace was
+/// read ([`trace::read`]; else each finding's fused view of it stands in), and the session's
+/// recorded off-CPU spans, if it recorded them.
 pub fn build(
     events: &[Event],
     dropped: u64,
     r: &ReportView,
     trace: Option<trace::TraceTracks>,
+    thread_spans: Option<&ThreadSpans>,
 ) -> Value {
     let mut open: BTreeMap<u64, Span> = BTreeMap::new();
     let mut spans: BTreeMap<u64, Vec<Span>> = BTreeMap::new();
@@ -376,7 +383,7 @@ pub fn build(
             .entry(s.goid)
             .or_insert_with(|| s.start_function.clone().unwrap_or_default());
     }
-    threads(&mut out, r);
+    threads(&mut out, r, thread_spans);
     let trace_left_out = match trace {
         Some(t) => {
             let goids: std::collections::BTreeSet<u64> =
@@ -424,26 +431,42 @@ pub fn build(
                         "args": {"sort_index": order}}),
         );
     }
-    finish(out, dropped, trace_left_out, r)
+    let mut doc = finish(out, dropped, trace_left_out, r);
+    doc["otherData"]["offcpu_spans"] = thread_spans.map_or(Value::Null, |t| {
+        json!({
+            "min_ns": t.min_span_ns, "received": t.received, "kept": t.spans.len(),
+            "capacity": t.capacity, "dropped_oldest": t.dropped_oldest,
+            "lost_in_kernel": t.lost_in_kernel,
+        })
+    });
+    doc
 }
 
 fn meta_thread(pid: u32, tid: u64, name: &str) -> Value {
     json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
 }
 
-/// Each OS thread's off-CPU span from the scheduler tracepoints: the report has each thread's
-/// current state and when it began, not every switch of the session.
-fn threads(out: &mut Vec<Value>, r: &ReportView) {
+/// Each OS thread's off-CPU spans from the scheduler tracepoints: those the session recorded
+/// (`spans`), then the current one from the report's thread view (each thread's current state
+/// and when it began), which wins where they overlap. Threads that exited during the session
+/// keep their tracks, named from their comm as read when their first span arrived.
+fn threads(out: &mut Vec<Value>, r: &ReportView, recorded: Option<&ThreadSpans>) {
+    let mut names: BTreeMap<u32, String> = recorded
+        .map(|s| s.comms.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    let mut open_from: BTreeMap<u32, u64> = BTreeMap::new();
     for t in &r.threads {
-        let name = match &t.comm {
-            Some(c) => format!("thread {} ({c})", t.tid),
-            None => format!("thread {}", t.tid),
-        };
-        out.push(meta_thread(PID_THREADS, u64::from(t.tid), &name));
+        if let Some(c) = &t.comm {
+            names.insert(t.tid, c.clone());
+        }
         if t.on_cpu != Some(false) || r.at_mono_ns == 0 {
             continue;
         }
         let start = t.since_ns.min(r.at_mono_ns);
+        open_from.insert(t.tid, start);
         let kernel: Vec<&str> = t.kernel_stack.iter().map(|k| k.function.as_str()).collect();
         out.push(json!({
             "name": format!("off CPU: {}", t.state_name), "cat": "off-cpu", "ph": "X",
@@ -452,9 +475,55 @@ fn threads(out: &mut Vec<Value>, r: &ReportView) {
                 "state": t.state, "began_before_attach": t.since_before_attach,
                 "kernel_stack": kernel, "waker_tid": t.waker_tid,
                 "switches": t.switches, "off_cpu_total_ns": t.off_cpu_total_ns,
+                "off_cpu_at_report": true,
             },
         }));
     }
+    let mut tids: std::collections::BTreeSet<u32> = r.threads.iter().map(|t| t.tid).collect();
+    if let Some(ts) = recorded {
+        let mut by_tid: BTreeMap<u32, Vec<&OffCpuSpan>> = BTreeMap::new();
+        for s in &ts.spans {
+            by_tid.entry(s.tid).or_default().push(s);
+        }
+        for (tid, mine) in by_tid {
+            tids.insert(tid);
+            for sl in spans::track(mine, tid, open_from.get(&tid).copied()) {
+                out.push(recorded_span(ts, &sl));
+            }
+        }
+    }
+    for tid in tids {
+        let name = match names.get(&tid) {
+            Some(c) => format!("thread {tid} ({c})"),
+            None => format!("thread {tid}"),
+        };
+        out.push(meta_thread(PID_THREADS, u64::from(tid), &name));
+    }
+}
+
+/// One recorded off-CPU span as a complete event on its thread's track.
+fn recorded_span(ts: &ThreadSpans, sl: &spans::Slice<'_>) -> Value {
+    let s = sl.span;
+    let kernel = ts.kernel_stack(s);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    // Woken: the sleep lasted until the wake-up, then the thread waited for a CPU.
+    let woken =
+        (s.woken_ns != 0 && s.woken_ns >= s.off_ns && s.woken_ns <= s.on_ns).then_some(s.woken_ns);
+    json!({
+        "name": spans::slice_name(s.prev_state, kernel), "cat": "off-cpu", "ph": "X",
+        "ts": sl.start, "dur": sl.end - sl.start, "pid": PID_THREADS, "tid": s.tid,
+        "args": {
+            "state": spans::state_label(s.prev_state),
+            "state_name": spans::state_description(s.prev_state),
+            "duration_ms": ms(s.on_ns.saturating_sub(s.off_ns)),
+            "waker_tid": woken.map(|_| s.waker_tid),
+            "asleep_ms": woken.map(|w| ms(w - s.off_ns)),
+            "runnable_ms": woken.map(|w| ms(s.on_ns - w)),
+            "kernel_stack": kernel, "cpu": s.cpu,
+            "began_before_attach": spans::before_attach(s),
+            "off_cpu_at_report": false,
+        },
+    })
 }
 
 /// The execution trace's view of each finding's goroutine (`fused`), on its own tracks.

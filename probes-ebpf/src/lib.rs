@@ -372,6 +372,24 @@ pub const PROG_SCHED_WAKING: &str = "sched_waking";
 
 /// [`SchedConfig::flags`]: capture the kernel stack (`bpf_get_stackid`) when a thread sleeps.
 pub const SCHED_F_KSTACKS: u32 = 1;
+/// [`SchedConfig::flags`]: at each switch-in, send the off-CPU span it ends (when it lasted at
+/// least [`SchedConfig::min_span_ns`]) as an [`OffCpuSpan`] into [`MAP_SCHED_SPANS`]: the
+/// history of every thread's sleeps for `--timeline`. Off, it costs the switch-in one branch.
+pub const SCHED_F_SPANS: u32 = 2;
+
+/// Name of the ring buffer that carries [`OffCpuSpan`]s to userspace.
+pub const MAP_SCHED_SPANS: &str = "SCHED_SPANS";
+/// Name of the per-CPU counter of spans dropped because [`MAP_SCHED_SPANS`] was full.
+pub const MAP_SCHED_SPANS_LOST: &str = "SCHED_SPANS_LOST";
+/// [`MAP_SCHED_SPANS`]' size: a span is 56 bytes + an 8-byte header, so 1 MiB holds 16k spans,
+/// which the agent drains every 100 ms (or when the ring is 1/8 full): 160k spans of at least
+/// the minimum (1 ms by default) a second, i.e. 160 threads each switching a thousand times a
+/// second, before one is lost.
+pub const SCHED_SPANS_RING_BYTES: u32 = 1 << 20;
+
+/// [`OffCpuSpan::flags`]: the span began before the attach (a thread seeded asleep from /proc):
+/// `off_ns` is the attach time, a lower bound.
+pub const SPAN_F_BEFORE_ATTACH: u32 = 1;
 
 /// [`ThreadSched::flags`]: the entry was seeded by the agent from /proc/PID/task/TID/stat at
 /// attach (the thread has not switched since), so its state began before the attach.
@@ -417,8 +435,10 @@ pub struct SchedConfig {
     pub switch_next_pid: u32,
     /// sched_waking: offset of `pid_t pid` (24).
     pub waking_pid: u32,
+    /// With [`SCHED_F_SPANS`]: shortest off-CPU span sent to [`MAP_SCHED_SPANS`].
+    pub min_span_ns: u64,
 }
-const _: () = assert!(size_of::<SchedConfig>() == 32);
+const _: () = assert!(size_of::<SchedConfig>() == 40);
 
 /// The scheduler's view of one thread of the target.
 #[repr(C)]
@@ -456,11 +476,40 @@ pub struct ThreadSched {
 }
 const _: () = assert!(size_of::<ThreadSched>() == 88);
 
+/// One finished off-CPU span of a target thread (switch-out to switch-in), sent at the
+/// switch-in with [`SCHED_F_SPANS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuSpan {
+    /// Switch-out (or the attach time with [`SPAN_F_BEFORE_ATTACH`]).
+    pub off_ns: u64,
+    /// Switch-in.
+    pub on_ns: u64,
+    /// The wake-up in between (0: none seen, e.g. a preempted thread, which needs none).
+    pub woken_ns: u64,
+    /// Kernel stack id in [`MAP_KSTACKS`] taken at the switch-out into a sleep, or -1.
+    pub kstack_id: i64,
+    pub tid: u32,
+    /// `task_state` bits at the switch-out (or, seeded, from /proc's state letter).
+    pub prev_state: u32,
+    /// tid of the waker (any process; 0 is the idle task: an interrupt on an idle CPU).
+    /// Meaningful when `woken_ns` != 0.
+    pub waker_tid: u32,
+    /// CPU of the switch-in.
+    pub cpu: u32,
+    /// `SPAN_F_*` bits.
+    pub flags: u32,
+    /// Explicit padding, always 0.
+    pub _pad0: u32,
+}
+const _: () = assert!(size_of::<OffCpuSpan>() == 56);
+
 #[cfg(feature = "user")]
 mod pod_sched {
     // SAFETY: repr(C), Copy, integers only, no implicit padding (size asserts above).
     unsafe impl aya::Pod for super::SchedConfig {}
     unsafe impl aya::Pod for super::ThreadSched {}
+    unsafe impl aya::Pod for super::OffCpuSpan {}
 }
 
 // --- A sleeping thread's user registers (for unwinding C frames) ---
@@ -474,6 +523,9 @@ mod pod_sched {
 
 /// Program name of the task iterator in the eBPF object.
 pub const PROG_TASK_REGS: &str = "task_regs";
+/// Program name of the task iterator that writes a sleeping task's kernel stack: up to
+/// [`KSTACK_DEPTH`] u64 return addresses, innermost first.
+pub const PROG_TASK_KSTACK: &str = "task_kstack";
 
 /// x86_64 `struct pt_regs` (arch/x86/include/asm/ptrace.h), the user registers of a task that
 /// entered the kernel. The field order is the kernel's.
@@ -509,4 +561,41 @@ const _: () = assert!(size_of::<UserRegs>() == 168);
 mod pod_regs {
     // SAFETY: repr(C), Copy, u64s only (size asserted above).
     unsafe impl aya::Pod for super::UserRegs {}
+}
+
+// --- Channel creation sites ---
+//
+// A uprobe on each `RET` of `runtime.makechan` (probes-ebpf/src/chansites.rs) records, under the
+// new hchan's address, the return addresses that lead back to the `make(chan …)`; the agent
+// looks up the channels goroutines block on and symbolizes them.
+
+/// Program name of the makechan `RET` probe in the eBPF object.
+pub const PROG_MAKECHAN_RET: &str = "makechan_ret";
+/// Name of the LRU hash hchan address (u64) → [`ChanSite`].
+pub const MAP_CHAN_SITES: &str = "CHAN_SITES";
+/// Name of the per-CPU u64 counting the probe's hits (its cost, which the agent budgets).
+pub const MAP_CHAN_SITE_HITS: &str = "CHAN_SITE_HITS";
+/// Capacity of [`MAP_CHAN_SITES`]: the newest 64k channels made (about 6 MiB of kernel memory,
+/// preallocated; the agent shrinks it to one entry when the probe is off).
+pub const CHAN_SITES_MAX_ENTRIES: u32 = 65536;
+
+/// Where one channel was made: three return addresses read at a `RET` of `runtime.makechan`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChanSite {
+    /// [RSP]: the return address into makechan's caller.
+    pub pc0: u64,
+    /// [RBP+8]: the caller's return address (past a `runtime.makechan64` wrapper).
+    pub pc1: u64,
+    /// [[RBP]+8]: one frame further (past `reflect.makechan` and `reflect.MakeChan`).
+    pub pc2: u64,
+    /// `bpf_ktime_get_ns()` when the channel was made.
+    pub ts_ns: u64,
+}
+const _: () = assert!(size_of::<ChanSite>() == 32);
+
+#[cfg(feature = "user")]
+mod pod_chansites {
+    // SAFETY: repr(C), Copy, u64s only (size asserted above).
+    unsafe impl aya::Pod for super::ChanSite {}
 }

@@ -20,18 +20,25 @@
 //!   tids already in [`THREADS`] are updated: they were created by a target switch-out or
 //!   seeded by the agent from /proc/PID/task.
 //!
+//! With `SCHED_F_SPANS` (the agent sets it for `--timeline`), each switch-in also sends the
+//! off-CPU span it ends (switch-out to switch-in, with the state, the waker and the kernel stack
+//! of the sleep) into the `SCHED_SPANS` ring buffer, so that a thread's track holds every sleep
+//! of the session, not only the current one.
+//!
 //! Updates race benignly: a thread's switches are serialised by the run-queue locks, but a
 //! wake-up on another CPU can interleave with a switch-in; the worst case is a stale `woken_ns`.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::StackTrace,
     helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::{btf_map, map, tracepoint},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{TracePointContext, tracing::StackIdContext},
 };
 use probes_ebpf::{
-    BPF_NOEXIST, KSTACK_DEPTH, KSTACKS_MAX_ENTRIES, SCHED_F_KSTACKS, SchedConfig,
+    BPF_NOEXIST, KSTACK_DEPTH, KSTACKS_MAX_ENTRIES, OffCpuSpan, SCHED_F_KSTACKS, SCHED_F_SPANS,
+    SCHED_SPANS_RING_BYTES, SPAN_F_BEFORE_ATTACH, SchedConfig, THREAD_F_SEEDED,
     THREADS_MAX_ENTRIES, ThreadSched, task_state,
 };
 
@@ -46,6 +53,18 @@ static THREADS: HashMap<u32, ThreadSched> = HashMap::with_max_entries(THREADS_MA
 #[btf_map]
 static KSTACKS: StackTrace<{ KSTACKS_MAX_ENTRIES as usize }, 0, { KSTACK_DEPTH as usize }> =
     StackTrace::new();
+
+/// Finished off-CPU spans, with `SCHED_F_SPANS` (see `probes_ebpf::MAP_SCHED_SPANS`).
+#[map]
+static SCHED_SPANS: RingBuf = RingBuf::with_byte_size(SCHED_SPANS_RING_BYTES, 0);
+
+/// Spans dropped on a full ring; per CPU, so that counting needs no atomics.
+#[map]
+static SCHED_SPANS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Wake the agent only once the ring is this full; otherwise it drains on its own timer, and
+/// the target's switch-ins pay no cross-CPU wake-up of the agent (as programs.rs `emit`).
+const SPANS_WAKEUP_BYTES: u64 = (SCHED_SPANS_RING_BYTES / 8) as u64;
 
 #[inline(always)]
 fn config() -> Result<&'static SchedConfig, u32> {
@@ -80,6 +99,9 @@ fn try_sched_switch(ctx: &TracePointContext) -> Result<u32, u32> {
     if let Some(t) = THREADS.get_ptr_mut(next) {
         // SAFETY: a value slot of THREADS, valid while this program runs.
         let t = unsafe { &mut *t };
+        if cfg.flags & SCHED_F_SPANS != 0 && t.on_cpu == 0 {
+            emit_span(cfg, next, t, now, cpu);
+        }
         if t.on_cpu == 0 && t.off_since_ns != 0 && now > t.off_since_ns {
             t.off_cpu_ns += now - t.off_since_ns;
         }
@@ -90,6 +112,49 @@ fn try_sched_switch(ctx: &TracePointContext) -> Result<u32, u32> {
         t.flags = 0;
     }
     Ok(0)
+}
+
+/// Sends the off-CPU span that the switch-in of `tid` at `now` ends, if it lasted at least
+/// the configured minimum. `t` is the thread's entry before the switch-in updates it.
+#[inline(always)]
+fn emit_span(cfg: &SchedConfig, tid: u32, t: &ThreadSched, now: u64, cpu: u32) {
+    let (off, flags) = if t.off_since_ns != 0 {
+        (t.off_since_ns, 0)
+    } else if t.flags & THREAD_F_SEEDED != 0 && t.prev_state & task_state::SLEEP_MASK != 0 {
+        // Seeded asleep from /proc: the sleep began before the attach, its start is unknown.
+        (cfg.attach_ns, SPAN_F_BEFORE_ATTACH)
+    } else {
+        return;
+    };
+    if off == 0 || now <= off || now - off < cfg.min_span_ns {
+        return;
+    }
+    let Some(mut slot) = SCHED_SPANS.reserve::<OffCpuSpan>(0) else {
+        // Never drop silently: the agent reports the sum of this per-CPU counter.
+        if let Some(n) = SCHED_SPANS_LOST.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU while we run.
+            unsafe { *n += 1 };
+        }
+        return;
+    };
+    slot.write(OffCpuSpan {
+        off_ns: off,
+        on_ns: now,
+        woken_ns: t.woken_ns,
+        kstack_id: t.kstack_id,
+        tid,
+        prev_state: t.prev_state,
+        waker_tid: if t.woken_ns != 0 { t.waker_tid } else { 0 },
+        cpu,
+        flags,
+        _pad0: 0,
+    });
+    let wakeup = if SCHED_SPANS.query(BPF_RB_AVAIL_DATA as u64) >= SPANS_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    slot.submit(wakeup as u64);
 }
 
 #[inline(always)]

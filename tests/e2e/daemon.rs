@@ -341,6 +341,8 @@ fn a_session_publishes_and_stops_on_its_signal() {
             extra_labels: vec![("team".into(), "payments".into())],
             ..SessionMetrics::new(hub.clone())
         }),
+        thread_spans: None,
+        chan_sites: blockprobe::chansites::Setting::Auto,
     };
     let session = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()

@@ -1,19 +1,25 @@
 //! The OS-thread view (scheduler tracepoints) on a live cgo target, through the library:
 //! - the thread blocked in C `read()` since before the attach is found by the seed from
 //!   /proc/PID/task (state S, off CPU for at least the time since the attach, kernel frames of
-//!   the blocked read from /proc); it and the thread deadlocked on a pthread mutex are the
-//!   threads `thread_of_g` gives for the two goroutines in _Gsyscall;
+//!   the blocked read from the `task_kstack` iterator, and from /proc without it); it and the
+//!   thread deadlocked on a pthread mutex are the threads `thread_of_g` gives for the two
+//!   goroutines in _Gsyscall;
 //! - a thread that sleeps again after the attach (woken by a signal from the test) gets an exact
-//!   since-time from the tracepoints, a wake-up, and a kernel stack captured in eBPF.
+//!   since-time from the tracepoints, a wake-up, and a kernel stack captured in eBPF at its
+//!   switch-out (kernel stacks on, as for a timeline), or read by the iterator (the default).
 
 use std::process::Command;
 use std::time::Duration;
 
 use blockprobe::memory::ProcessMemory;
+use blockprobe::native::taskregs::TaskRegs;
 use blockprobe::probes::Attached;
 use blockprobe::scan::{Scanner, status};
 use blockprobe::session;
-use blockprobe::threads::{ThreadState, attach_sched, list_tasks, read_threads, thread_of_g};
+use blockprobe::threads::{
+    SchedOptions, ThreadState, attach_sched_with, list_tasks, read_threads, read_threads_with,
+    thread_of_g,
+};
 use blockprobe_tests::{Proc, kv, prepare};
 
 fn names(t: &ThreadState) -> Vec<&str> {
@@ -40,8 +46,14 @@ fn run(go_minor: &str, variant: &str) {
     let (bin, exe) = session::open_target(pid).unwrap_or_else(|e| panic!("open target: {e}"));
     let mut attached =
         Attached::attach(pid, &bin, &[], 0).unwrap_or_else(|e| panic!("load the eBPF object: {e}"));
-    let info = attach_sched(attached.ebpf_mut(), pid)
+    let opts = SchedOptions {
+        kernel_stacks: true,
+        ..SchedOptions::default()
+    };
+    let info = attach_sched_with(attached.ebpf_mut(), pid, opts)
         .unwrap_or_else(|e| panic!("attach sched tracepoints: {e}"));
+    let regs =
+        TaskRegs::load(attached.ebpf_mut()).unwrap_or_else(|e| panic!("task iterators: {e}"));
     assert_eq!(
         info.tracepoints,
         ["sched/sched_switch", "sched/sched_waking"]
@@ -98,8 +110,8 @@ fn run(go_minor: &str, variant: &str) {
     std::thread::sleep(Duration::from_millis(300));
 
     let now = session::monotonic_ns();
-    let threads =
-        read_threads(attached.ebpf(), now).unwrap_or_else(|e| panic!("read threads: {e}"));
+    let threads = read_threads_with(attached.ebpf(), now, Some(&regs))
+        .unwrap_or_else(|e| panic!("read threads: {e}"));
     let dump = serde_json::to_string_pretty(&threads).unwrap();
     assert!(threads.len() >= tasks.len().min(2), "{dump}");
 
@@ -130,13 +142,27 @@ fn run(go_minor: &str, variant: &str) {
         "attach took {} ns",
         now - ready_ns - off
     );
-    assert_eq!(reader.kernel_stack_source, Some("procfs"), "{dump}");
-    let frames = names(reader);
-    assert!(
-        frames.iter().any(|f| f.contains("pipe_read"))
-            && frames.iter().any(|f| f.contains("vfs_read")),
-        "kernel frames of the blocked read: {frames:?}"
-    );
+    let blocked_read = |t: &ThreadState| {
+        let frames = names(t);
+        assert!(
+            frames.iter().any(|f| f.contains("pipe_read"))
+                && frames.iter().any(|f| f.contains("vfs_read")),
+            "kernel frames of the blocked read ({:?}): {frames:?}",
+            t.kernel_stack_source
+        );
+    };
+    // No switch-out since the attach, so no stack from one: the iterator reads it.
+    assert_eq!(reader.kernel_stack_source, Some("task_iter"), "{dump}");
+    blocked_read(reader);
+    // Without the iterator, /proc says the same.
+    let without =
+        read_threads(attached.ebpf(), now).unwrap_or_else(|e| panic!("read threads: {e}"));
+    let reader_procfs = without
+        .iter()
+        .find(|t| t.tid == reader_tid)
+        .expect("reader");
+    assert_eq!(reader_procfs.kernel_stack_source, Some("procfs"));
+    blocked_read(reader_procfs);
 
     // The signalled thread: exact since-time, after the signal.
     let woken = threads

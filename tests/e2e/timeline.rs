@@ -8,6 +8,11 @@
 //! Every wake-up the event stream names a waker for is a flow arrow from that goroutine. The
 //! same run's `--html` page has each goroutine's wait on its Mutex.
 //!
+//! The OS threads' tracks hold every off-CPU span the session recorded: `run --timeline` on the
+//! `threadsleep` fixture, whose goroutine locked to its thread sleeps in nanosleep(2) 8 times
+//! for 50 ms; that thread's track has a slice per sleep, in state S, in the kernel's nanosleep,
+//! none overlapping another.
+//!
 //! With an execution trace fused (`attach --trace-from --trace-out` on the `pprofserve`
 //! fixture, scan mode): the worker's blocked span on its channel, and the trace's own events on
 //! their tracks: the worker waiting on a channel receive, with an arrow from the producer for
@@ -390,4 +395,138 @@ fn fused_trace_on_the_timeline() {
         .count();
     assert_eq!(from_producer, 5, "unblocks of the worker by the producer");
     assert_eq!(doc["otherData"]["trace_events_left_out"], 0);
+}
+
+#[test]
+fn every_sleep_of_an_os_thread_on_its_track() {
+    let Some(fixture) = prepare("1.27", "default", "threadsleep") else {
+        return;
+    };
+    let scratch = Scratch::new("timeline-threads");
+    let (json, timeline) = (scratch.path("report.json"), scratch.path("timeline.json"));
+    let (n, sleep_ms) = (8usize, 50.0f64);
+    let out = Command::new(blockprobe_bin())
+        .args(["run", "--threshold", "100ms", "--json"])
+        .arg(&json)
+        .arg("--timeline")
+        .arg(&timeline)
+        .arg("--")
+        .arg(&fixture)
+        .args([
+            "-n",
+            &n.to_string(),
+            "-d",
+            &format!("{sleep_ms}ms"),
+            "-hold",
+            "1s",
+        ])
+        .output()
+        .expect("run blockprobe run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line: {stdout}"))
+            .to_string()
+    };
+    let tid: u64 = kv(&line("sleeper "), "tid").parse().unwrap();
+    let interrupted: usize = kv(&line("slept "), "interrupted").parse().unwrap();
+    assert_eq!(interrupted, 0, "a nanosleep was cut short: {stdout}");
+    let report = read_report(&json);
+    assert!(
+        report["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["wait_reason"] == "chan receive"),
+        "{:#}",
+        report["blocked"]
+    );
+
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&timeline).expect("timeline written")).unwrap();
+    let all = validate(&doc);
+    // Nothing left out: the fixture's few threads are far from the ring's or the history's size.
+    let meta = &doc["otherData"]["offcpu_spans"];
+    assert_eq!(meta["lost_in_kernel"], 0, "{meta}");
+    assert_eq!(meta["dropped_oldest"], 0, "{meta}");
+    assert_eq!(meta["min_ns"], 1_000_000, "{meta}");
+
+    let name = all
+        .iter()
+        .find(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 2 && e["tid"] == tid)
+        .and_then(|e| e["args"]["name"].as_str())
+        .unwrap_or_else(|| panic!("no track for thread {tid}"));
+    assert_eq!(name, format!("thread {tid} (threadsleep)"));
+    let mut track: Vec<&Value> = all
+        .iter()
+        .copied()
+        .filter(|e| e["ph"] == "X" && e["pid"] == 2 && e["tid"] == tid)
+        .collect();
+    track.sort_by(|a, b| {
+        a["ts"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&b["ts"].as_f64().unwrap())
+    });
+    // Strictly one after another on this track: no slice begins before the previous ends.
+    for w in track.windows(2) {
+        let end = w[0]["ts"].as_f64().unwrap() + w[0]["dur"].as_f64().unwrap();
+        assert!(
+            w[1]["ts"].as_f64().unwrap() >= end - 1e-3,
+            "overlap: {} and {}",
+            w[0],
+            w[1]
+        );
+    }
+    // The sleeps the session recorded (not the report's view of the thread's current state):
+    // each ~50 ms (generous bounds: a check of the spans, not of the timer), state S, woken by
+    // someone. The scheduler programs attach once the program runs, so the first
+    // sleep may have begun before: that span starts at the attach (a lower bound, no kernel
+    // stack captured). Every other one is whole, with the kernel stack of its nanosleep.
+    let sleeps: Vec<&Value> = track
+        .iter()
+        .copied()
+        .filter(|e| {
+            let ms = e["dur"].as_f64().unwrap() / 1e3;
+            e["cat"] == "off-cpu"
+                && e["args"]["off_cpu_at_report"] == false
+                && (sleep_ms * 0.9..sleep_ms * 3.0).contains(&ms)
+        })
+        .collect();
+    let whole: Vec<&Value> = sleeps
+        .iter()
+        .copied()
+        .filter(|e| e["args"]["began_before_attach"] == false)
+        .collect();
+    assert!(
+        whole.len() >= n - 1 && sleeps.len() - whole.len() <= 1,
+        "{} whole sleeps of ~{sleep_ms} ms, {} in all: {track:#?}",
+        whole.len(),
+        sleeps.len()
+    );
+    for s in &sleeps {
+        let args = &s["args"];
+        assert_eq!(args["state"], "S", "{s}");
+        assert!(args["waker_tid"].is_u64(), "{s}");
+    }
+    for s in &whole {
+        let stack: Vec<&str> = s["args"]["kernel_stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(stack.iter().any(|f| f.contains("nanosleep")), "{s}");
+        assert!(
+            s["name"].as_str().unwrap().starts_with("off CPU (S: "),
+            "{s}"
+        );
+    }
+    // Nothing else on the track lasts that long: the other off-CPU slices are the thread's
+    // short waits and its final sleep on a futex (the goroutine blocked, its locked M parked).
+    assert!(sleeps.len() <= n, "{track:#?}");
 }

@@ -294,8 +294,9 @@ pub const BENCH_PREFIX: &str = "bench_";
 /// Fixtures built in the default variant only: what they are for does not depend on how the
 /// binary was linked. `tracegen` writes Go execution traces (runtime/trace) for the trace
 /// parser's oracle tests (tests/e2e/gotrace.rs) and `cargo xtask bench --only trace`; a PIE or
-/// stripped build writes the same trace.
-pub const DEFAULT_VARIANT_ONLY: &[&str] = &["tracegen"];
+/// stripped build writes the same trace. `threadsleep` sleeps an OS thread in nanosleep(2) for
+/// the timeline's off-CPU spans (tests/e2e/timeline.rs), which no Go symbol is needed for.
+pub const DEFAULT_VARIANT_ONLY: &[&str] = &["tracegen", "threadsleep"];
 
 /// Whether `fixture` is built in `variant`.
 pub fn builds_in(fixture: &str, variant: Variant) -> bool {

@@ -42,6 +42,8 @@ pub struct DaemonOptions {
     pub node: container::NodeRoot,
     /// Least time between two snapshots of a target.
     pub every: Duration,
+    /// `--chan-sites`: the makechan probe, per session (scan mode: within its budget).
+    pub chan_sites: crate::chansites::Setting,
 }
 
 /// A session the daemon runs.
@@ -139,6 +141,8 @@ impl Daemon {
                 stop: Some(rx),
                 every: self.opts.every,
             }),
+            thread_spans: None,
+            chan_sites: self.opts.chan_sites,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("blockprobe-{pid}"))

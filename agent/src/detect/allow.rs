@@ -148,10 +148,10 @@ mod tests {
 
     fn finding(pattern: Pattern, function: &str) -> Finding {
         Finding {
-            blocked_at: Some(BlockingSite {
+            blocked_at: Some(std::sync::Arc::new(BlockingSite {
                 function: Text::from(function),
                 location: Text::from("/x.go:1"),
-            }),
+            })),
             ..Finding::new(pattern, "observed", vec![7], String::new())
         }
     }
@@ -180,7 +180,8 @@ mod tests {
         assert!(!Policy::new(&[], &[], None, false).unwrap().allows(&idle));
         let mut in_test = finding(patterns::CHAN_RECV_NO_SENDER, "testing.(*T).Run");
         assert!(p.allows(&in_test));
-        in_test.blocked_at.as_mut().unwrap().function = Text::from("main.TestPipeline");
+        std::sync::Arc::make_mut(in_test.blocked_at.as_mut().unwrap()).function =
+            Text::from("main.TestPipeline");
         assert!(!p.allows(&in_test));
     }
 

@@ -12,7 +12,7 @@ use crate::summary::Context;
 pub fn findings(
     ctx: &Context<'_>,
     pid: u32,
-    last: Option<&crate::scan::Scan>,
+    last: Option<&[crate::scan::GRoot]>,
     blocked: &[crate::report::BlockedGoroutine],
     (in_syscall, running): (
         &[crate::report::SyscallGoroutine],

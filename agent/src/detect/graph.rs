@@ -445,6 +445,9 @@ impl WaitGraph {
             state: self.states.get(&g).map_or("unknown", |s| s.word()),
             wait_reason: b.map(|b| b.wait_reason.clone()),
             object_kind: b.map(|b| b.object_kind).filter(|k| *k != "none"),
+            made_at: b
+                .filter(|b| Some(b.object) == object)
+                .and_then(|b| b.made_at.clone()),
             object,
             next_by: has_next.then_some(INFERRED),
         }

@@ -80,6 +80,9 @@ pub struct Link {
     pub object_kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object: Option<Hex>,
+    /// Where `object`, a channel, was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub made_at: Option<std::sync::Arc<crate::chansites::MadeAt>>,
     /// How the edge to the next link is known: "observed" or "inferred"; None on the last link.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_by: Option<&'static str>,
@@ -112,7 +115,10 @@ pub struct Finding {
     /// The longest wait began before the attach: `blocked_ns` is a lower bound.
     pub blocked_before_attach: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocked_at: Option<BlockingSite>,
+    pub blocked_at: Option<std::sync::Arc<BlockingSite>>,
+    /// Where `object`, a channel, was made (the first goroutine's `made_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub made_at: Option<std::sync::Arc<crate::chansites::MadeAt>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<CreationSite>,
     /// Index into the report's `stacks` (the first goroutine's).
@@ -159,6 +165,7 @@ impl Finding {
             blocked_ns: 0,
             blocked_before_attach: false,
             blocked_at: None,
+            made_at: None,
             created_by: None,
             stack: None,
             chain: Vec::new(),
@@ -186,6 +193,7 @@ impl Finding {
             blocked_ns,
             blocked_before_attach: first.blocked_before_attach,
             blocked_at: first.blocked_at.clone(),
+            made_at: first.made_at.clone(),
             created_by: first.created_by.clone(),
             stack: first.stack,
             ..Self::new(pat, confidence, goroutines, explanation)
@@ -259,6 +267,8 @@ fn explain(
                 "a"
             };
             format!("{article} {what}")
+        } else if let Some(m) = &g.made_at {
+            format!("{what} {} (made at {})", g.object, m.location)
         } else {
             format!("{what} {}", g.object)
         }
@@ -511,7 +521,7 @@ fn busy_select(s: &busy::Spinner) -> Finding {
     );
     Finding {
         blocked_ns: span,
-        blocked_at: s.site.clone(),
+        blocked_at: s.site.clone().map(std::sync::Arc::new),
         created_by: s.created_by.clone(),
         ..Finding::new(pat, INFERRED, vec![s.goid], explanation)
     }
@@ -594,9 +604,11 @@ fn long_syscalls(input: &Input<'_>) -> Vec<Finding> {
                 wait_reason: Some(Text::from("syscall")),
                 blocked_ns: t.in_state_for_ns,
                 blocked_before_attach: t.since_before_attach,
-                blocked_at: go.map(|g| BlockingSite {
-                    function: Text::from(g.function.as_str()),
-                    location: Text::from(format!("{}:{}", g.file, g.line)),
+                blocked_at: go.map(|g| {
+                    std::sync::Arc::new(BlockingSite {
+                        function: Text::from(g.function.as_str()),
+                        location: Text::from(format!("{}:{}", g.file, g.line)),
+                    })
                 }),
                 created_by: s.created_by.clone(),
                 ..Finding::new(pat, OBSERVED, vec![s.goid], explanation)

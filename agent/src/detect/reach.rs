@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::goruntime::stackmap::{self, Goroutine, PclnFrames};
 use crate::goruntime::{GoBinary, layout::GLayout};
 use crate::memory::ProcessMemory;
-use crate::scan::{Scan, status};
+use crate::scan::{GRoot, status};
 
 /// Most channels searched for.
 pub const MAX_CANDIDATES: usize = 4096;
@@ -71,7 +71,7 @@ pub fn search(
     mem: &ProcessMemory,
     bin: &GoBinary,
     bias: u64,
-    scan: &Scan,
+    gs: &[GRoot],
     candidates: &FxHashMap<u64, Vec<u64>>,
     locks: &[u64],
 ) -> Reach {
@@ -97,13 +97,13 @@ pub fn search(
     // Stacks, in chunks, until the budget is spent: with 100k goroutines only the first few
     // thousand stacks are read, and only their bounds and saved registers are held.
     let mut budget = STACK_BUDGET;
-    let live = scan.goroutines.iter().filter(|g| {
+    let live = gs.iter().filter(|g| {
         matches!(
             g.status,
             status::WAITING | status::RUNNABLE | status::SYSCALL
         )
     });
-    let mut chunk: Vec<&crate::scan::ScannedG> = Vec::with_capacity(1024);
+    let mut chunk: Vec<&GRoot> = Vec::with_capacity(1024);
     let mut heads: Vec<u8> = Vec::new();
     let mut live = live.peekable();
     while budget > 0 && live.peek().is_some() {
@@ -146,8 +146,7 @@ pub fn search(
     // Never followed: the runtime's own objects that link goroutines to what they wait on (a
     // g, its sudogs, and the channels themselves), which would make every waiter reference its
     // neighbours'.
-    let mut runtime_objects: Vec<u64> = scan
-        .goroutines
+    let mut runtime_objects: Vec<u64> = gs
         .iter()
         .flat_map(|g| [g.addr, g.waiting])
         .filter(|&a| a != 0)
@@ -466,7 +465,7 @@ mod tests {
             assert_eq!(g.wait_chans.as_slice(), [chan], "{}", path.display());
             let candidates: FxHashMap<u64, Vec<u64>> = [(chan, vec![worker])].into_iter().collect();
             let mem = ProcessMemory::new(pid);
-            let reach = search(&mem, &bin, bias, &scan, &candidates, &[]);
+            let reach = search(&mem, &bin, bias, &scan.roots(), &candidates, &[]);
             assert_eq!(reach.refs, FxHashMap::default(), "{}", path.display());
             assert!(!reach.partial, "{}", path.display());
         }

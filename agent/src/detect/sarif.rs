@@ -120,10 +120,10 @@ mod tests {
             object: Some(crate::report::Hex(0xc000012345)),
             wait_reason: Some(Text::from("chan receive")),
             blocked_ns: 2_000_000_000,
-            blocked_at: Some(BlockingSite {
+            blocked_at: Some(std::sync::Arc::new(BlockingSite {
                 function: Text::from("main.worker"),
                 location: Text::from("/src/app/main.go:20"),
-            }),
+            })),
             created_by: Some(CreationSite {
                 function: Text::from("main.main"),
                 location: Some(Text::from("/src/app/main.go:12")),

@@ -28,10 +28,11 @@ fn g(goid: u64, reason: &str, kind: &'static str, object: u64, line: u32) -> Blo
             parent_goid: 1,
         }),
         start_function: Some(Text::from("main.worker")),
-        blocked_at: Some(BlockingSite {
+        blocked_at: Some(std::sync::Arc::new(BlockingSite {
             function: Text::from("main.worker"),
             location: Text::from(format!("/app/main.go:{line}")),
-        }),
+        })),
+        made_at: None,
         stack: None,
         source: "scan",
     }

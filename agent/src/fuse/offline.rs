@@ -319,8 +319,9 @@ pub fn blocked(hs: &Histories) -> Blocked {
                 parent_goid: h.creator.unwrap_or(0),
             }),
             start_function: h.start_function(),
-            blocked_at,
+            blocked_at: blocked_at.map(std::sync::Arc::new),
             stack,
+            made_at: None,
             source: "trace",
         });
     }
@@ -469,6 +470,9 @@ pub fn report(
         goroutines_seen: summary.goroutines_alive + summary.goroutines_exited as usize,
         threshold_ns,
         blocked,
+        // A trace holds no channel addresses, and no probe ran.
+        channels: Vec::new(),
+        chan_sites: None,
         stacks,
         findings,
         runtime_goroutines_hidden: hidden,

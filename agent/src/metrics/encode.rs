@@ -18,7 +18,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "blockprobe_target_info",
         "gauge",
-        "A watched process (always 1), with its observation mode.",
+        "A watched process (always 1), with its observation mode and whether the probe that finds where channels were made is on.",
     ),
     (
         "blockprobe_goroutines",
@@ -53,7 +53,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "blockprobe_channel_blocked_senders",
         "gauge",
-        "Goroutines blocked sending on a channel (top channels by waiters; the rest summed into chan=other).",
+        "Goroutines blocked sending on a channel (top channels by waiters; the rest summed into chan=other). site: where it was made (site_kind=made) or, unknown, where its first waiter blocks (site_kind=first_waiter).",
     ),
     (
         "blockprobe_channel_blocked_receivers",
@@ -288,7 +288,18 @@ impl Collector for Frame {
             "blockprobe_target_info",
             snaps
                 .iter()
-                .map(|(t, s)| (with(t, &[("mode", s.mode.to_string())]), 1.0))
+                .map(|(t, s)| {
+                    let probe = if s.chan_sites.is_empty() {
+                        "off"
+                    } else {
+                        s.chan_sites
+                    };
+                    let l = [
+                        ("mode", s.mode.to_string()),
+                        ("chan_sites", probe.to_string()),
+                    ];
+                    (with(t, &l), 1.0)
+                })
                 .collect(),
         )?;
         family(
@@ -333,7 +344,14 @@ impl Collector for Frame {
                 .iter()
                 .flat_map(|(t, s)| {
                     s.channels.iter().filter_map(move |c| {
-                        let l = with(t, &[("chan", c.addr.clone()), ("site", c.site.clone())]);
+                        let l = with(
+                            t,
+                            &[
+                                ("chan", c.addr.clone()),
+                                ("site", c.site.clone()),
+                                ("site_kind", c.site_kind.to_string()),
+                            ],
+                        );
                         f(c).map(|v| (l, v))
                     })
                 })
@@ -503,6 +521,7 @@ mod tests {
             channels: vec![Channel {
                 addr: "0xc000010000".into(),
                 site: "/src/leak.go:20".into(),
+                site_kind: "made",
                 senders: 0,
                 receivers: 5,
                 selects: 0,
@@ -536,7 +555,7 @@ mod tests {
                 "blockprobe_block_duration_seconds_bucket{{{t},wait_reason=\"chan receive\",le=\"+Inf\"}} 1"
             ),
             format!(
-                "blockprobe_channel_cap{{{t},chan=\"0xc000010000\",site=\"/src/leak.go:20\"}} 4"
+                "blockprobe_channel_cap{{{t},chan=\"0xc000010000\",site=\"/src/leak.go:20\",site_kind=\"made\"}} 4"
             ),
             format!("blockprobe_scan_duration_seconds_count{{{t}}} 1"),
             "blockprobe_agent_targets 1".to_string(),

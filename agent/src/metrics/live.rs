@@ -77,6 +77,8 @@ pub struct SessionView<'a, 'b> {
     pub threshold_ns: u64,
     pub policy: &'a crate::detect::allow::Policy,
     pub same_program: &'a dyn Fn() -> bool,
+    /// The makechan probe: where the channels were made.
+    pub chan_sites: &'a mut crate::chansites::ChanSites,
 }
 
 /// A session's publishing state. Dropping it takes the target off the endpoint.
@@ -206,6 +208,8 @@ impl Live {
         snap.longest_by_reason = longest_by_reason(&blocked);
         snap.block_durations = self.block_durations(&v);
         snap.channels = channels(&blocked, TOP_CHANNELS);
+        made_sites(&mut v, &blocked, now, &mut snap.channels);
+        snap.chan_sites = v.chan_sites.status().state;
         read_len_cap(v.ctx, v.pid, &mut snap.channels);
         snap.health = self.read_health(&mut v);
         let cost = cpu();
@@ -295,10 +299,11 @@ impl Live {
         let over = blocked.partition_point(|g| g.blocked_ns >= v.threshold_ns);
         let running = crate::summary::running(v.ctx, scan, v.pid);
         let in_syscall = crate::summary::in_syscall(v.ctx, scan, v.pid, &[], None);
+        let roots = scan.roots();
         let found = crate::detect::gather::findings(
             v.ctx,
             v.pid,
-            Some(scan),
+            Some(&roots),
             &blocked[..over],
             (&in_syscall, &running),
             &v.model.parties,
@@ -498,6 +503,7 @@ pub fn channels(blocked: &[BlockedGoroutine], top: usize) -> Vec<Channel> {
             out.push(Channel {
                 addr: format!("{addr:#x}"),
                 site: a.site.unwrap_or("unknown").to_string(),
+                site_kind: FIRST_WAITER,
                 senders: a.senders,
                 receivers: a.receivers,
                 selects: a.selects,
@@ -507,6 +513,7 @@ pub fn channels(blocked: &[BlockedGoroutine], top: usize) -> Vec<Channel> {
             let r = rest.get_or_insert_with(|| Channel {
                 addr: OTHER.to_string(),
                 site: OTHER.to_string(),
+                site_kind: OTHER,
                 ..Default::default()
             });
             r.senders += a.senders;
@@ -516,6 +523,43 @@ pub fn channels(blocked: &[BlockedGoroutine], top: usize) -> Vec<Channel> {
     }
     out.extend(rest);
     out
+}
+
+/// `site_kind` of a channel whose `site` is where its first waiter blocks, and of one whose
+/// `site` is where it was made.
+pub const FIRST_WAITER: &str = "first_waiter";
+pub const MADE: &str = "made";
+
+/// Names each listed channel by where it was made, where the makechan probe knows (see
+/// `crate::chansites`): one map lookup per listed channel.
+fn made_sites(
+    v: &mut SessionView<'_, '_>,
+    blocked: &[BlockedGoroutine],
+    now: u64,
+    chans: &mut [Channel],
+) {
+    let listed: rustc_hash::FxHashSet<u64> = chans
+        .iter()
+        .filter_map(|c| u64::from_str_radix(c.addr.strip_prefix("0x")?, 16).ok())
+        .collect();
+    // Only the listed channels' waits: with 100k blocked goroutines, no list of all of them.
+    let waits = blocked.iter().flat_map(|g| {
+        let since = now.saturating_sub(g.blocked_ns);
+        crate::chansites::chans_of(g)
+            .filter(|c| listed.contains(c))
+            .map(move |c| (c, since))
+    });
+    let made = v.chan_sites.resolve(v.attached.ebpf(), v.ctx, waits);
+    for c in chans {
+        let addr = c
+            .addr
+            .strip_prefix("0x")
+            .and_then(|a| u64::from_str_radix(a, 16).ok());
+        if let Some(m) = addr.and_then(|a| made.get(&a)) {
+            c.site = m.location.to_string();
+            c.site_kind = MADE;
+        }
+    }
 }
 
 /// Reads `hchan.qcount` and `hchan.dataqsiz` of each listed channel now (src/runtime/chan.go,
@@ -571,11 +615,12 @@ mod tests {
                 parent_goid: 1,
             }),
             start_function: None,
-            blocked_at: Some(BlockingSite {
+            blocked_at: Some(std::sync::Arc::new(BlockingSite {
                 function: Text::from("main.worker"),
                 location: Text::from("/src/w.go:9"),
-            }),
+            })),
             stack: None,
+            made_at: None,
             source: "scan",
         }
     }
@@ -628,7 +673,11 @@ mod tests {
             ("0x20", 1, 1)
         );
         assert_eq!((c[2].addr.as_str(), c[2].selects), (OTHER, 1));
-        assert_eq!(c[0].site, "/src/w.go:9");
+        assert_eq!(
+            (c[0].site.as_str(), c[0].site_kind),
+            ("/src/w.go:9", FIRST_WAITER)
+        );
+        assert_eq!((c[2].site.as_str(), c[2].site_kind), (OTHER, OTHER));
     }
 
     #[test]

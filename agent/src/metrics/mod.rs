@@ -105,8 +105,12 @@ pub struct Count {
 pub struct Channel {
     /// `0x…`, or `other` for the channels beyond the top N (summed).
     pub addr: String,
-    /// Where its waiters block (`file:line`), `unknown` if no stack was read.
+    /// Where it was made (`file:line` of the `make`), when the makechan probe knows
+    /// (`site_kind` "made"); otherwise where its first waiter blocks ("first_waiter"),
+    /// `unknown` if no stack was read.
     pub site: String,
+    /// "made", "first_waiter", or "other" for the summed row.
+    pub site_kind: &'static str,
     pub senders: u64,
     pub receivers: u64,
     /// Goroutines in a select with a case on it (a sudog does not say the case's direction).
@@ -121,6 +125,8 @@ pub struct Channel {
 pub struct TargetSnapshot {
     pub labels: TargetLabels,
     pub mode: &'static str,
+    /// The makechan probe: "on", "detached" (scan mode, over its budget) or "off".
+    pub chan_sites: &'static str,
     /// Goroutines of the program by state and wait reason (`state`, `wait_reason`).
     pub goroutines: Vec<Count>,
     /// Blocked goroutines by finding pattern (`pattern`, `pattern_id`; `none` outside findings).

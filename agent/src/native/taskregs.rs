@@ -1,5 +1,6 @@
 //! A sleeping thread's user registers, from the `task_regs` task iterator
-//! (probes-ebpf/src/taskregs.rs), and a consistent snapshot of its stack.
+//! (probes-ebpf/src/taskregs.rs), and a consistent snapshot of its stack; and its kernel stack,
+//! from the `task_kstack` iterator.
 //!
 //! aya attaches iterators without link info (every task of the system); this one is attached
 //! per thread with `bpf_iter_link_info.task.tid` (include/uapi/linux/bpf.h, Linux >= 6.1), so the
@@ -11,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use aya::Ebpf;
 use aya::programs::Iter;
-use probes_ebpf::{PROG_TASK_REGS, UserRegs};
+use probes_ebpf::{KSTACK_DEPTH, PROG_TASK_KSTACK, PROG_TASK_REGS, UserRegs};
 
 use crate::memory::ProcessMemory;
 
@@ -31,15 +32,18 @@ pub enum TaskRegsError {
     },
     #[error("thread {tid}: the iterator wrote {got} bytes, not one pt_regs")]
     Short { tid: u32, got: usize },
+    #[error("thread {tid}: the kernel-stack iterator wrote {got} bytes, not a stack")]
+    BadStack { tid: u32, got: usize },
     #[error("thread {tid} is not asleep in a system call")]
     NotAsleep { tid: u32 },
     #[error("thread {tid} ran while it was being read")]
     Moved { tid: u32 },
 }
 
-/// The loaded `task_regs` program.
+/// The loaded `task_regs` program, and `task_kstack` when the kernel took it.
 pub struct TaskRegs {
     prog: OwnedFd,
+    kstack: Option<OwnedFd>,
 }
 
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -85,69 +89,56 @@ fn bpf(cmd: libc::c_long, attr: *const u8, size: usize) -> std::io::Result<Owned
 
 impl TaskRegs {
     /// Loads the iterator from `ebpf` (the session's object). Needs kernel BTF.
+    /// Both iterators are loaded with one parse of the kernel's BTF; a kernel that refuses
+    /// `task_kstack` (no `bpf_get_task_stack` for iterators) leaves kernel stacks to /proc.
     pub fn load(ebpf: &mut Ebpf) -> Result<Self, TaskRegsError> {
         let btf = aya::Btf::from_sys_fs().map_err(|e| TaskRegsError::Btf(e.to_string()))?;
-        let prog: &mut Iter = ebpf
-            .program_mut(PROG_TASK_REGS)
-            .ok_or(TaskRegsError::Missing(PROG_TASK_REGS))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| TaskRegsError::Load(e.to_string()))?;
-        if prog.fd().is_err() {
-            prog.load("task", &btf)
-                .map_err(|e| TaskRegsError::Load(format!("{e:#}")))?;
-        }
-        let fd = prog
-            .fd()
-            .map_err(|e| TaskRegsError::Load(e.to_string()))?
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| TaskRegsError::Load(e.to_string()))?;
-        Ok(Self { prog: fd })
+        let prog = load_iter(ebpf, &btf, PROG_TASK_REGS)?;
+        let kstack = load_iter(ebpf, &btf, PROG_TASK_KSTACK)
+            .inspect_err(|e| tracing::debug!("no kernel stacks from the task iterator: {e}"))
+            .ok();
+        Ok(Self { prog, kstack })
     }
 
     /// Another handle on the same loaded program (loading it again would parse the kernel's BTF
     /// again: tens of megabytes for a moment).
     pub fn try_clone(&self) -> Result<Self, TaskRegsError> {
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| TaskRegsError::Load(e.to_string()))
+        };
         Ok(Self {
-            prog: self
-                .prog
-                .try_clone()
-                .map_err(|e| TaskRegsError::Load(e.to_string()))?,
+            prog: dup(&self.prog)?,
+            kstack: self.kstack.as_ref().map(dup).transpose()?,
         })
+    }
+
+    /// The kernel stack of thread `tid` (return addresses, innermost first), as
+    /// `bpf_get_task_stack` reads it now: meaningful while the thread is off CPU. None when
+    /// the kernel has no `task_kstack` iterator.
+    pub fn kernel_stack(&self, tid: u32) -> Option<Result<Vec<u64>, TaskRegsError>> {
+        let prog = self.kstack.as_ref()?;
+        Some(
+            run_iter(prog, tid, 8 * KSTACK_DEPTH as usize).and_then(|out| {
+                if out.is_empty() || out.len() % 8 != 0 {
+                    return Err(TaskRegsError::BadStack {
+                        tid,
+                        got: out.len(),
+                    });
+                }
+                Ok(out
+                    .chunks_exact(8)
+                    .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default()))
+                    .take_while(|&ip| ip != 0)
+                    .collect())
+            }),
+        )
     }
 
     /// The user registers the kernel saved when thread `tid` last entered it. They are the
     /// thread's current registers only while it stays in the kernel: see [`snapshot`].
     pub fn read(&self, tid: u32) -> Result<UserRegs, TaskRegsError> {
-        let info = IterLinkInfo {
-            tid,
-            ..IterLinkInfo::default()
-        };
-        let attr = LinkCreateAttr {
-            prog_fd: self.prog.as_raw_fd() as u32,
-            target_fd: 0,
-            attach_type: BPF_TRACE_ITER,
-            flags: 0,
-            iter_info: &info as *const IterLinkInfo as u64,
-            iter_info_len: size_of::<IterLinkInfo>() as u32,
-            _rest: [0; 25],
-        };
-        let sys = |cmd, err| TaskRegsError::Syscall { cmd, tid, err };
-        let link = bpf(
-            BPF_LINK_CREATE,
-            &attr as *const LinkCreateAttr as *const u8,
-            size_of::<LinkCreateAttr>(),
-        )
-        .map_err(|e| sys("BPF_LINK_CREATE", e))?;
-        // union bpf_attr for BPF_ITER_CREATE: link_fd, flags.
-        let mut iter_attr = [0u32; 32];
-        iter_attr[0] = link.as_raw_fd() as u32;
-        let iter = bpf(BPF_ITER_CREATE, iter_attr.as_ptr() as *const u8, 128)
-            .map_err(|e| sys("BPF_ITER_CREATE", e))?;
-        let mut out = Vec::with_capacity(size_of::<UserRegs>());
-        File::from(iter)
-            .read_to_end(&mut out)
-            .map_err(|e| sys("read", e))?;
+        let out = run_iter(&self.prog, tid, size_of::<UserRegs>())?;
         if out.len() != size_of::<UserRegs>() {
             return Err(TaskRegsError::Short {
                 tid,
@@ -157,6 +148,61 @@ impl TaskRegs {
         // SAFETY: UserRegs is repr(C) u64s; the length was checked.
         Ok(unsafe { std::ptr::read_unaligned(out.as_ptr() as *const UserRegs) })
     }
+}
+
+fn load_iter(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    name: &'static str,
+) -> Result<OwnedFd, TaskRegsError> {
+    let prog: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or(TaskRegsError::Missing(name))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| TaskRegsError::Load(e.to_string()))?;
+    if prog.fd().is_err() {
+        prog.load("task", btf)
+            .map_err(|e| TaskRegsError::Load(format!("{name}: {e:#}")))?;
+    }
+    prog.fd()
+        .map_err(|e| TaskRegsError::Load(e.to_string()))?
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| TaskRegsError::Load(e.to_string()))
+}
+
+/// Runs the task iterator `prog` over thread `tid` alone and returns what it wrote.
+fn run_iter(prog: &OwnedFd, tid: u32, expect: usize) -> Result<Vec<u8>, TaskRegsError> {
+    let info = IterLinkInfo {
+        tid,
+        ..IterLinkInfo::default()
+    };
+    let attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_fd: 0,
+        attach_type: BPF_TRACE_ITER,
+        flags: 0,
+        iter_info: &info as *const IterLinkInfo as u64,
+        iter_info_len: size_of::<IterLinkInfo>() as u32,
+        _rest: [0; 25],
+    };
+    let sys = |cmd, err| TaskRegsError::Syscall { cmd, tid, err };
+    let link = bpf(
+        BPF_LINK_CREATE,
+        &attr as *const LinkCreateAttr as *const u8,
+        size_of::<LinkCreateAttr>(),
+    )
+    .map_err(|e| sys("BPF_LINK_CREATE", e))?;
+    // union bpf_attr for BPF_ITER_CREATE: link_fd, flags.
+    let mut iter_attr = [0u32; 32];
+    iter_attr[0] = link.as_raw_fd() as u32;
+    let iter = bpf(BPF_ITER_CREATE, iter_attr.as_ptr() as *const u8, 128)
+        .map_err(|e| sys("BPF_ITER_CREATE", e))?;
+    let mut out = Vec::with_capacity(expect);
+    File::from(iter)
+        .read_to_end(&mut out)
+        .map_err(|e| sys("read", e))?;
+    Ok(out)
 }
 
 /// A thread asleep in a system call: its registers and the top `window` bytes of its stack.

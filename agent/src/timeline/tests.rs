@@ -72,7 +72,7 @@ fn by_ph<'a>(doc: &'a Value, ph: &str) -> Vec<&'a Value> {
 
 #[test]
 fn spans_flows_and_tracks() {
-    let doc = build(&lines(STREAM), 0, &report(), None);
+    let doc = build(&lines(STREAM), 0, &report(), None, None);
     let spans: Vec<&Value> = by_ph(&doc, "X")
         .into_iter()
         .filter(|e| e["cat"] == "blocked")
@@ -134,7 +134,7 @@ fn spans_flows_and_tracks() {
 
 #[test]
 fn every_event_has_the_format_fields() {
-    let doc = build(&lines(STREAM), 0, &report(), None);
+    let doc = build(&lines(STREAM), 0, &report(), None, None);
     for e in doc["traceEvents"].as_array().unwrap() {
         assert!(e["name"].is_string() && e["ph"].is_string(), "{e}");
         assert!(e["pid"].is_u64() && e["tid"].is_u64(), "{e}");
@@ -147,7 +147,7 @@ fn every_event_has_the_format_fields() {
 
 #[test]
 fn a_report_alone_makes_a_timeline() {
-    let doc = build(&[], 0, &report(), None);
+    let doc = build(&[], 0, &report(), None, None);
     let blocked = by_ph(&doc, "X")
         .into_iter()
         .filter(|e| e["cat"] == "blocked")
@@ -211,7 +211,7 @@ fn a_trace_becomes_state_spans_and_unblock_arrows() {
 
 #[test]
 fn a_trace_joins_the_timeline_instead_of_the_fused_summary() {
-    let doc = build(&[], 0, &report(), Some(captured_trace()));
+    let doc = build(&[], 0, &report(), Some(captured_trace()), None);
     let names: Vec<&str> = by_ph(&doc, "M")
         .iter()
         .filter(|m| m["pid"] == PID_TRACE && m["name"] == "thread_name")
@@ -243,10 +243,101 @@ fn an_early_park_time_never_overlaps_the_previous_span() {
 "#;
     let r =
         ReportView::from_json(r#"{"schema": "blockprobe.report/3", "at_mono_ns": 10000}"#).unwrap();
-    let doc = build(&lines(stream), 0, &r, None);
+    let doc = build(&lines(stream), 0, &r, None, None);
     let got: Vec<(f64, f64)> = by_ph(&doc, "X")
         .iter()
         .map(|e| (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap()))
         .collect();
     assert_eq!(got, [(0.0, 4.0), (4.0, 4.0)]);
+}
+
+#[test]
+fn recorded_off_cpu_spans_fill_the_thread_tracks() {
+    use probes_ebpf::{OffCpuSpan, task_state};
+    let sleep = |tid: u32, off_ns: u64, on_ns: u64, kstack_id: i64| OffCpuSpan {
+        off_ns,
+        on_ns,
+        woken_ns: on_ns - 100_000,
+        kstack_id,
+        tid,
+        prev_state: task_state::INTERRUPTIBLE,
+        waker_tid: 3,
+        cpu: 1,
+        ..OffCpuSpan::default()
+    };
+    let mut ts = ThreadSpans {
+        spans: vec![
+            sleep(7, 1_000_000, 1_500_000, 4),
+            // Thread 9 exited: not in the report's view, still a track, named from its comm.
+            sleep(9, 1_200_000, 1_300_000, -1),
+            // Overlaps the report's open span of thread 7 (off CPU since 2 ms): cut there.
+            sleep(7, 1_800_000, 2_500_000, 4),
+            OffCpuSpan {
+                prev_state: task_state::PREEMPTED,
+                woken_ns: 0,
+                ..sleep(8, 3_000_000, 3_200_000, -1)
+            },
+        ],
+        min_span_ns: 1000,
+        capacity: 10,
+        received: 5,
+        dropped_oldest: 1,
+        ..ThreadSpans::default()
+    };
+    ts.comms.insert(9, "worker".into());
+    ts.kernel_stacks.insert(4, vec!["futex_wait_queue".into()]);
+    let doc = build(&[], 0, &report(), None, Some(&ts));
+    let off: Vec<&Value> = by_ph(&doc, "X")
+        .into_iter()
+        .filter(|e| e["cat"] == "off-cpu")
+        .collect();
+    let on = |tid: u64| -> Vec<(&str, f64, f64)> {
+        off.iter()
+            .filter(|e| e["tid"] == tid)
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap(),
+                    e["ts"].as_f64().unwrap(),
+                    e["dur"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Times in µs from the earliest event (1 ms).
+    assert_eq!(
+        on(7),
+        [
+            ("off CPU: sleeping", 1000.0, 8000.0),
+            ("off CPU (S: futex_wait_queue)", 0.0, 500.0),
+            ("off CPU (S: futex_wait_queue)", 800.0, 200.0),
+        ]
+    );
+    assert_eq!(on(8), [("off CPU (R+: preempted)", 2000.0, 200.0)]);
+    assert_eq!(on(9), [("off CPU (S: sleeping)", 200.0, 100.0)]);
+    let first = off
+        .iter()
+        .find(|e| e["tid"] == 7 && e["ts"] == 0.0)
+        .unwrap();
+    assert_eq!(first["args"]["state"], "S");
+    assert_eq!(first["args"]["waker_tid"], 3);
+    assert_eq!(first["args"]["kernel_stack"][0], "futex_wait_queue");
+    assert_eq!(first["args"]["duration_ms"], 0.5);
+    assert_eq!(first["args"]["runnable_ms"], 0.1);
+    let preempted = off.iter().find(|e| e["tid"] == 8).unwrap();
+    assert!(preempted["args"]["waker_tid"].is_null());
+    let names: Vec<&str> = by_ph(&doc, "M")
+        .iter()
+        .filter(|e| e["pid"] == PID_THREADS && e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["thread 7 (patterns)", "thread 8", "thread 9 (worker)"]
+    );
+    let meta = &doc["otherData"]["offcpu_spans"];
+    assert_eq!(meta["kept"], 4);
+    assert_eq!(meta["dropped_oldest"], 1);
+    // Without a recording, the metadata says so.
+    let bare = build(&[], 0, &report(), None, None);
+    assert!(bare["otherData"]["offcpu_spans"].is_null());
 }

@@ -177,10 +177,13 @@ mod tests {
             }),
             start_function: None,
             stack: None,
-            blocked_at: site.map(|(f, l)| BlockingSite {
-                function: Text::from(f),
-                location: Text::from(l),
+            blocked_at: site.map(|(f, l)| {
+                std::sync::Arc::new(BlockingSite {
+                    function: Text::from(f),
+                    location: Text::from(l),
+                })
             }),
+            made_at: None,
             source: "scan",
         }
     }
