@@ -402,6 +402,12 @@ struct Observe {
     /// 0 streams every transition.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     min_wait: Duration,
+    /// Precise mode: read the site of every park for the per-site wait histograms, at any
+    /// rate. By default a CPU's first 64 parks a millisecond have their site read and beyond
+    /// that one random park in 16 (each wait's site costs the target a read of its stack), so
+    /// the histograms of very busy sites are estimates; each wait reason's totals are exact.
+    #[arg(long)]
+    exact_sites: bool,
     /// With --timeline: record each OS thread's off-CPU spans at least this long (the
     /// scheduler tracepoints send them at each switch-in), for the threads' tracks.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
@@ -569,6 +575,7 @@ fn run(
         mode: obs.mode,
         scan_interval: obs.scan_interval,
         min_wait: obs.min_wait,
+        exact_sites: obs.exact_sites,
         duration: None,
         threshold: obs.verdicts.threshold,
         events,
@@ -648,6 +655,7 @@ fn attach(
         mode: obs.mode,
         scan_interval: obs.scan_interval,
         min_wait: obs.min_wait,
+        exact_sites: obs.exact_sites,
         duration,
         threshold: obs.verdicts.threshold,
         events: sink,

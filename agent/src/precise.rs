@@ -2,15 +2,18 @@
 //! only once its wait has lasted `--min-wait`), the parks still open kept in the `PARKS` table,
 //! and per-site wait histograms (`WAIT_HIST`, keyed by the wait reason and one return address,
 //! read where [`site_plans`] says the wait's site lies above the parking runtime function)
-//! instead of a stream of every transition.
+//! instead of a stream of every transition. Each reason's histogram (`REASON_HIST`) counts every
+//! wait exactly; a site's is exact while a CPU parks fewer than [`SITE_BURST`] goroutines a
+//! millisecond, and beyond that an unbiased estimate from one random park in [`SITE_EVERY`]
+//! (reading a site costs the parking goroutine a read of its stack).
 
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::maps::{MapData, PerCpuArray};
 use probes_ebpf::{
-    GoEvent, HistKey, MAP_PARKS, MAP_WAIT_HIST, NO_STACK, PARKS_ENTRIES, ParkSlot, PreciseConfig,
-    SITE_REASONS, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, WaitHist,
-    park_set,
+    GoEvent, HistKey, MAP_PARKS, MAP_REASON_HIST, MAP_WAIT_HIST, NO_STACK, PARKS_ENTRIES, ParkSlot,
+    PreciseConfig, SITE_REASONS, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES,
+    WAIT_HIST_SLOTS, WaitHist, park_set,
 };
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -28,11 +31,37 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ProbeError {
     }
 }
 
+/// What the user chose of precise mode's in-kernel work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `--min-wait`: parks are streamed once their wait lasted this long (0: every park).
+    pub min_wait_ns: u64,
+    /// `--exact-sites`: every park's site is read, at any rate (no sampling beyond
+    /// [`SITE_BURST`]).
+    pub exact_sites: bool,
+}
+
+impl Settings {
+    pub fn min_wait(min_wait_ns: u64) -> Self {
+        Self {
+            min_wait_ns,
+            exact_sites: false,
+        }
+    }
+}
+
 /// Precise mode's in-kernel settings: parks are streamed once their wait reaches
-/// `min_wait_ns`, and each wait reason's site is read where [`site_plans`] found it.
-pub fn config(bin: &GoBinary, min_wait_ns: u64) -> PreciseConfig {
+/// `min_wait_ns`, and each wait reason's site is read where [`site_plans`] found it, for every
+/// park up to [`SITE_BURST`] a millisecond per CPU, beyond that for one in [`SITE_EVERY`].
+pub fn config(bin: &GoBinary, settings: Settings) -> PreciseConfig {
     let mut config = PreciseConfig {
-        min_wait_ns,
+        min_wait_ns: settings.min_wait_ns,
+        site_burst: if settings.exact_sites {
+            u32::MAX
+        } else {
+            SITE_BURST
+        },
+        site_every: SITE_EVERY,
         ..Default::default()
     };
     for (code, plan) in site_plans(bin).iter().enumerate().take(SITE_REASONS) {
@@ -41,14 +70,23 @@ pub fn config(bin: &GoBinary, min_wait_ns: u64) -> PreciseConfig {
     config
 }
 
+/// Parks per CPU per millisecond whose site is read, each one (64k a second per CPU: a site
+/// read costs about 160 ns, so at most about 1% of a CPU).
+pub const SITE_BURST: u32 = 64;
+/// Beyond [`SITE_BURST`], one random park in this many has its site read, and counts for as
+/// many (a power of two). On the ping-pong bench (about 500 parks per CPU a millisecond) this
+/// reads a quarter of the sites.
+pub const SITE_EVERY: u32 = 16;
+const _: () = assert!(SITE_EVERY.is_power_of_two());
+
 /// The runtime's wrappers between the function that parks and a wait's site, per wait reason
 /// (a `(durable)` or `(synctest)` variant counts as its plain reason), innermost first; `a|b`
 /// names one function by its names across versions. Without an entry the site is the parking
 /// function's caller: selectgo, runtime.block and time.Sleep are called from the user's code.
-/// - channels: chanrecv parks for chanrecv1/chanrecv2 (`<-c`, `v, ok := <-c`), chansend for
-///   chansend1 (src/runtime/chan.go); select's non-blocking forms never park. chanrecv1 and
-///   chanrecv2 have one frame size in Go 1.22-1.27; a `v, ok` receive where they differ is
-///   caught by [`site_of`]'s check.
+/// - channels: chanrecv parks for chanrecv1/chanrecv2 (`<-c`; `v, ok := <-c` and `range c`),
+///   chansend for chansend1 (src/runtime/chan.go); select's non-blocking forms never park.
+///   `a+b` names two functions that may be the outermost wrapper: chanrecv1 and chanrecv2 have
+///   one frame size in Go 1.22-1.27, and a binary where they differ keeps the first only.
 /// - sync: semacquire1 parks, called by the `runtime_Semacquire*` linkname wrappers
 ///   (src/runtime/sema.go). A Mutex's wrapper is called by lockSlow, whose caller is Lock
 ///   (inlined into the user's code), in package sync up to Go 1.23 and internal/sync from 1.24.
@@ -58,8 +96,11 @@ pub fn config(bin: &GoBinary, min_wait_ns: u64) -> PreciseConfig {
 ///   another path to the same reason (the "semacquire" of internal/poll's fdMutex, say) fails
 ///   [`site_of`]'s check.
 const SITE_WRAPPERS: &[(&str, &[&str])] = &[
-    ("chan receive", &["runtime.chanrecv1"]),
-    ("chan receive (nil chan)", &["runtime.chanrecv1"]),
+    ("chan receive", &["runtime.chanrecv1+runtime.chanrecv2"]),
+    (
+        "chan receive (nil chan)",
+        &["runtime.chanrecv1+runtime.chanrecv2"],
+    ),
     ("chan send", &["runtime.chansend1"]),
     ("chan send (nil chan)", &["runtime.chansend1"]),
     (
@@ -94,6 +135,8 @@ pub struct SitePlan {
     /// The outermost wrapper's entry (link-time), which the site's call must call; None when
     /// the site is the parking function's caller.
     pub callee: Option<u64>,
+    /// Another function the site's call may call instead of `callee`, with the same frame.
+    pub alt_callee: Option<u64>,
 }
 
 /// Each wait reason's [`SitePlan`], indexed by the reason's code. A reason whose wrappers are
@@ -109,18 +152,31 @@ pub fn site_plans(bin: &GoBinary) -> Vec<SitePlan> {
             .or_else(|| name.strip_suffix(" (synctest)"))
             .unwrap_or(name);
         let (_, wrappers) = SITE_WRAPPERS.iter().find(|(r, _)| *r == base)?;
-        let (mut bytes, mut callee) = (0u64, None);
+        let (mut bytes, mut callee, mut alt_callee) = (0u64, None, None);
         for names in *wrappers {
+            let mut alts = names.split('+');
             // The binary's name index, then pclntab's entry search: no scan of the table.
-            let entry = names.split('|').find_map(|n| bin.function(n))?.entry;
-            let f = tab.find_func(entry)?;
+            let find = |names: &str| {
+                let entry = names.split('|').find_map(|n| bin.function(n))?.entry;
+                let f = tab.find_func(entry)?;
+                Some((f.entry, tab.max_sp_delta(&f)?))
+            };
+            let (entry, delta) = find(alts.next()?)?;
             // The wrapper's frame: its locals and saved BP (the largest SP delta), then the
             // return address into its caller; the next record up starts there.
-            bytes += u64::try_from(tab.max_sp_delta(&f)?).ok()? + 8;
-            callee = Some(f.entry);
+            bytes += u64::try_from(delta).ok()? + 8;
+            callee = Some(entry);
+            alt_callee = alts
+                .find_map(find)
+                .filter(|&(_, d)| d == delta)
+                .map(|(e, _)| e);
         }
         let words = u8::try_from(bytes / 8).ok()?;
-        Some(SitePlan { words, callee })
+        Some(SitePlan {
+            words,
+            callee,
+            alt_callee,
+        })
     };
     bin.wait_reasons
         .iter()
@@ -145,7 +201,8 @@ fn site_of(bin: &GoBinary, bias: u64, plans: &[SitePlan], key: &HistKey) -> Opti
     let indirect = (code[3] == 0xFF && (0xD0..=0xD7).contains(&code[4]))
         || (code[2] == 0xFF && (0x50..=0x57).contains(&code[3]));
     match plan.callee {
-        Some(want) => (direct == Some(want)).then_some(key.site),
+        Some(want) => (direct == Some(want) || (direct.is_some() && direct == plan.alt_callee))
+            .then_some(key.site),
         None => (direct.is_some() || indirect).then_some(key.site),
     }
 }
@@ -226,14 +283,14 @@ impl Drop for ParkTable {
 
 /// Every site's histogram, the CPUs' copies summed (a site may sit in different slots on
 /// different CPUs). The overflow slot comes back with a zero key: "other sites".
-pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, WaitHist)>, ProbeError> {
+pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, SiteWaits)>, ProbeError> {
     let map = a
         .ebpf()
         .map(MAP_WAIT_HIST)
         .ok_or(ProbeError::Missing(MAP_WAIT_HIST))?;
     let hists: PerCpuArray<&MapData, SiteHist> =
         PerCpuArray::try_from(map).map_err(map_err(MAP_WAIT_HIST))?;
-    let mut merged: FxHashMap<HistKey, WaitHist> = FxHashMap::default();
+    let mut merged: FxHashMap<HistKey, SiteWaits> = FxHashMap::default();
     for i in 0..WAIT_HIST_MAX_ENTRIES {
         let per_cpu = hists.get(&i, 0).map_err(map_err(MAP_WAIT_HIST))?;
         for h in per_cpu.iter().filter(|h| h.hist.count > 0) {
@@ -242,10 +299,43 @@ pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, WaitHist)>, ProbeError> 
             } else {
                 h.key
             };
-            add(merged.entry(key).or_default(), &h.hist);
+            let m = merged.entry(key).or_default();
+            add(&mut m.hist, &h.hist);
+            m.sampled += h.sampled;
         }
     }
     Ok(merged.into_iter().collect())
+}
+
+/// A site's finished waits, the CPUs' copies summed: `sampled` of them were counted with a
+/// weight (see the module's comment), so the histogram is an estimate when it is not 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SiteWaits {
+    pub hist: WaitHist,
+    pub sampled: u64,
+}
+
+/// Every finished wait by wait reason (exact, whatever the site sampling), the CPUs' copies
+/// summed: (reason code, histogram).
+pub fn reason_histograms(a: &Attached) -> Result<Vec<(u32, WaitHist)>, ProbeError> {
+    let map = a
+        .ebpf()
+        .map(MAP_REASON_HIST)
+        .ok_or(ProbeError::Missing(MAP_REASON_HIST))?;
+    let hists: PerCpuArray<&MapData, WaitHist> =
+        PerCpuArray::try_from(map).map_err(map_err(MAP_REASON_HIST))?;
+    let mut out = Vec::new();
+    for code in 0..SITE_REASONS as u32 {
+        let per_cpu = hists.get(&code, 0).map_err(map_err(MAP_REASON_HIST))?;
+        let mut sum = WaitHist::default();
+        for h in per_cpu.iter() {
+            add(&mut sum, h);
+        }
+        if sum.count > 0 {
+            out.push((code, sum));
+        }
+    }
+    Ok(out)
 }
 
 /// Adds `h`'s waits into `sum`.
@@ -265,11 +355,45 @@ pub struct WaitHistogram {
     pub blocked_at: Option<BlockingSite>,
     pub count: u64,
     pub total_ns: u64,
+    /// Waits counted with a sampling weight: when not 0, `count`, `total_ns` and the buckets
+    /// are estimates (parks beyond [`SITE_BURST`] a millisecond on a CPU, one random park in
+    /// [`SITE_EVERY`] read: see the module's comment); 0 when every wait was counted.
+    pub sampled: u64,
     /// Upper bounds (2^(i+1) ns) of the buckets holding the median and the 99th percentile.
     pub p50_le_ns: u64,
     pub p99_le_ns: u64,
     /// Non-empty buckets: (upper bound in ns, waits).
     pub buckets: Vec<(u64, u64)>,
+}
+
+/// Every finished wait of one wait reason, exact, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitTotal {
+    pub wait_reason: String,
+    pub count: u64,
+    pub total_ns: u64,
+    pub p50_le_ns: u64,
+    pub p99_le_ns: u64,
+}
+
+/// The exact per-reason totals ([`reason_histograms`]), busiest first.
+pub fn totals(ctx: &Context<'_>, hists: &[(u32, WaitHist)]) -> Vec<WaitTotal> {
+    let mut out: Vec<WaitTotal> = hists
+        .iter()
+        .map(|(code, h)| WaitTotal {
+            wait_reason: ctx.bin.wait_reason(*code).into_owned(),
+            count: h.count,
+            total_ns: h.total_ns,
+            p50_le_ns: quantile_le(h, 0.5),
+            p99_le_ns: quantile_le(h, 0.99),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.wait_reason.cmp(&b.wait_reason))
+    });
+    out
 }
 
 /// The upper bound of the bucket holding quantile `q`.
@@ -291,8 +415,8 @@ fn quantile_le(h: &WaitHist, q: f64) -> u64 {
 /// The histograms of every site, symbolized, sites merged when their stacks symbolize to the
 /// same blocking site; busiest first. Waits at sites inside the runtime's own goroutines count
 /// like any other.
-pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, WaitHist)]) -> Vec<WaitHistogram> {
-    let mut merged: std::collections::BTreeMap<(String, Option<(String, String)>), WaitHist> =
+pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, SiteWaits)]) -> Vec<WaitHistogram> {
+    let mut merged: std::collections::BTreeMap<(String, Option<(String, String)>), SiteWaits> =
         Default::default();
     let plans = site_plans(ctx.bin);
     for (key, h) in hists {
@@ -312,28 +436,33 @@ pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, WaitHist)]) -> Vec<WaitHi
         } else {
             ctx.bin.wait_reason(key.reason).into_owned()
         };
-        add(merged.entry((reason, site)).or_default(), h);
+        let m = merged.entry((reason, site)).or_default();
+        add(&mut m.hist, &h.hist);
+        m.sampled += h.sampled;
     }
     let mut out: Vec<WaitHistogram> = merged
         .into_iter()
-        .map(|((wait_reason, site), h)| WaitHistogram {
-            wait_reason,
-            blocked_at: site.map(|(function, location)| BlockingSite {
-                function: function.into(),
-                location: location.into(),
-            }),
-            count: h.count,
-            total_ns: h.total_ns,
-            p50_le_ns: quantile_le(&h, 0.5),
-            p99_le_ns: quantile_le(&h, 0.99),
-            buckets: h
-                .buckets
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, &n)| (1u64 << (i + 1).min(63), n))
-                .collect(),
-        })
+        .map(
+            |((wait_reason, site), SiteWaits { hist: h, sampled })| WaitHistogram {
+                wait_reason,
+                blocked_at: site.map(|(function, location)| BlockingSite {
+                    function: function.into(),
+                    location: location.into(),
+                }),
+                count: h.count,
+                total_ns: h.total_ns,
+                sampled,
+                p50_le_ns: quantile_le(&h, 0.5),
+                p99_le_ns: quantile_le(&h, 0.99),
+                buckets: h
+                    .buckets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(i, &n)| (1u64 << (i + 1).min(63), n))
+                    .collect(),
+            },
+        )
         .collect();
     out.sort_by(|a, b| {
         b.count
@@ -379,7 +508,7 @@ impl OpenParks {
                 continue;
             }
             match table.find(sg.addr) {
-                Some(slot) if slot.reason == sg.wait_reason && slot.ts_ns <= now_ns => {
+                Some(slot) if u32::from(slot.reason) == sg.wait_reason && slot.ts_ns <= now_ns => {
                     parks.push((park_event(&slot, sg), sg));
                 }
                 _ => {
@@ -428,7 +557,7 @@ fn park_event(slot: &ParkSlot, sg: &crate::scan::ScannedG) -> GoEvent {
         startpc: sg.startpc,
         tid: slot.tid,
         kind: probes_ebpf::EventKind::Park as u32,
-        reason: slot.reason,
+        reason: u32::from(slot.reason),
         n_chans: sg.wait_chans.len() as u32,
         stack_id: NO_STACK,
         ..GoEvent::default()
@@ -463,7 +592,7 @@ mod tests {
                 _pad0: 0,
             };
             let i = probes_ebpf::hist_slot(&key);
-            assert!(i < WAIT_HIST_SLOTS && (i ^ 1) < WAIT_HIST_SLOTS);
+            assert!(i < WAIT_HIST_SLOTS && (i ^ (probes_ebpf::HIST_WAYS - 1)) < WAIT_HIST_SLOTS);
             slots.insert(i);
         }
         assert!(slots.len() > 400, "{} slots", slots.len());

@@ -183,7 +183,8 @@ impl Attached {
         specs: &[ProbeSpec],
         min_wait_ns: u64,
     ) -> Result<Self, ProbeError> {
-        Self::attach_to_with(pid, exe, bin, specs, min_wait_ns, false)
+        let precise = crate::precise::Settings::min_wait(min_wait_ns);
+        Self::attach_to_with(pid, exe, bin, specs, precise, false)
     }
 
     /// [`Attached::attach_to`], keeping the map of channel make sites at its full size when
@@ -194,7 +195,7 @@ impl Attached {
         exe: &Path,
         bin: &GoBinary,
         specs: &[ProbeSpec],
-        min_wait_ns: u64,
+        settings: crate::precise::Settings,
         chan_sites: bool,
     ) -> Result<Self, ProbeError> {
         let exe = exe.to_path_buf();
@@ -245,7 +246,7 @@ impl Attached {
         })?;
         // Settings before any probe runs: a spawned program's first waits already count.
         set_first(&mut ebpf, MAP_LAYOUT, bin.runtime_layout_abi())?;
-        let precise = crate::precise::config(bin, min_wait_ns);
+        let precise = crate::precise::config(bin, settings);
         set_first(&mut ebpf, MAP_PRECISE_CONFIG, precise)?;
 
         let mut probes = Vec::new();

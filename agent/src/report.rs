@@ -174,6 +174,9 @@ pub struct Report {
     pub min_wait_ns: Option<u64>,
     /// Precise mode: finished waits per (blocking site, wait reason), counted in the kernel.
     pub wait_histograms: Vec<crate::precise::WaitHistogram>,
+    /// Precise mode: every finished wait per wait reason, exact (the per-site histograms may be
+    /// sampled estimates).
+    pub wait_totals: Vec<crate::precise::WaitTotal>,
     pub duration_ns: u64,
     pub end_reason: EndReason,
     /// When the report's durations were taken (`blocked_ns` and the like), CLOCK_MONOTONIC ns:
@@ -549,6 +552,7 @@ mod tests {
             scan: None,
             min_wait_ns: None,
             wait_histograms: Vec::new(),
+            wait_totals: Vec::new(),
             duration_ns: 3_000_000_000,
             end_reason: EndReason::Duration,
             events_received: 10,

@@ -115,6 +115,8 @@ pub struct SessionOptions {
     /// Precise mode: stream a park only once its wait has lasted this long (filtered in the
     /// kernel; shorter waits only count in the histograms). Zero streams every transition.
     pub min_wait: Duration,
+    /// Precise mode: read every park's site, at any rate (`--exact-sites`).
+    pub exact_sites: bool,
     /// End after this long; None = until a signal or the target's exit.
     pub duration: Option<Duration>,
     /// Report goroutines blocked at least this long at the end.
@@ -355,6 +357,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         mode,
         scan_interval,
         min_wait,
+        exact_sites,
         duration,
         threshold,
         mut events,
@@ -376,20 +379,17 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
 
     let min_wait_ns = min_wait.as_nanos() as u64;
+    let precise = crate::precise::Settings {
+        min_wait_ns,
+        exact_sites,
+    };
     let (bin, attached, mut chan_sites, mut gate, exe_at_start) = match &target {
         TargetSpec::Pid(pid) => {
             // What the target runs now: if it execs something else later, the session ends.
             let (bin, exe) = open_target(*pid)?;
             let proc_exe = PathBuf::from(format!("/proc/{pid}/exe"));
-            let (attached, sites) = ChanSites::attach_with(
-                *pid,
-                &proc_exe,
-                &bin,
-                &probes,
-                min_wait_ns,
-                chan_sites,
-                mode,
-            )?;
+            let (attached, sites) =
+                ChanSites::attach_with(*pid, &proc_exe, &bin, &probes, precise, chan_sites, mode)?;
             if let Some(f) = on_attached.take() {
                 f(&attached);
             }
@@ -403,7 +403,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
             let pid = gate.pid();
             // Before the program runs: every channel it makes is seen.
             let attached =
-                ChanSites::attach_with(pid, &program, &bin, &probes, min_wait_ns, chan_sites, mode);
+                ChanSites::attach_with(pid, &program, &bin, &probes, precise, chan_sites, mode);
             let (attached, sites) = match attached {
                 Ok(a) => a,
                 Err(e) => {
@@ -760,16 +760,24 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         }
     }
     drop(stack_set);
-    let wait_histograms = if mode == Mode::Precise {
-        match crate::precise::histograms(&attached) {
+    let (wait_histograms, wait_totals) = if mode == Mode::Precise {
+        let sites = match crate::precise::histograms(&attached) {
             Ok(h) => crate::precise::summarize(&ctx, &h),
             Err(e) => {
                 warnings.push(format!("reading the wait histograms: {e}"));
                 Vec::new()
             }
-        }
+        };
+        let totals = match crate::precise::reason_histograms(&attached) {
+            Ok(h) => crate::precise::totals(&ctx, &h),
+            Err(e) => {
+                warnings.push(format!("reading the wait totals: {e}"));
+                Vec::new()
+            }
+        };
+        (sites, totals)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     // Where the channels waited on were made, from the probe's map, before it goes.
     let made = chan_sites.resolve(
@@ -833,6 +841,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         scan: scans.stats(),
         min_wait_ns: (mode == Mode::Precise).then_some(min_wait_ns),
         wait_histograms,
+        wait_totals,
         duration_ns: started.elapsed().as_nanos() as u64,
         end_reason,
         at_mono_ns: now,

@@ -224,10 +224,15 @@ pub struct ParkSlot {
     /// gopark's `lock` argument (for channel waits `&hchan.lock`).
     pub obj: u64,
     /// The wait's site: one return address above the runtime function that parked (see
-    /// [`HistKey`]).
+    /// [`HistKey`]); 0 when not read (`weight == 0`) or unreadable.
     pub site: u64,
-    /// The raw `waitReason`.
-    pub reason: u32,
+    /// The raw `waitReason` (a uint8 in the runtime: src/runtime/runtime2.go).
+    pub reason: u16,
+    /// How many waits this one stands for in its site's histogram: 1 when the site was read for
+    /// every park, [`PreciseConfig::site_every`] for a park sampled beyond the burst (see
+    /// [`PreciseConfig::site_burst`]), 0 when the site was not read (the wait then counts only
+    /// in its reason's exact histogram, [`MAP_REASON_HIST`]).
+    pub weight: u16,
     /// The OS thread it parked on.
     pub tid: u32,
 }
@@ -237,7 +242,8 @@ const _: () = assert!(size_of::<ParkSlot>() == 40);
 pub const MAP_PRECISE_CONFIG: &str = "PRECISE_CONFIG";
 /// (site, wait reason) → log2 histogram of finished waits: a per-CPU array of [`SiteHist`]s,
 /// direct-mapped by [`hist_slot`] like [`MAP_PARKS`] (a per-CPU LRU hash cost each wake-up about
-/// as much as a read of the target). A site whose two slots hold other sites counts in the last
+/// as much as a read of the target). A site whose four slots ([`HIST_WAYS`]) hold other sites
+/// counts in the last
 /// slot, whose key stays zero ("other sites").
 pub const MAP_WAIT_HIST: &str = "WAIT_HIST";
 /// Slots of [`MAP_WAIT_HIST`], a power of two, plus the overflow slot.
@@ -259,19 +265,46 @@ pub struct PreciseConfig {
     /// e.g. selectgo → the user's select); for `chan receive` it skips chanrecv1's frame. The
     /// agent computes the words from the binary's frame sizes (`precise::site_words`).
     pub site_words: [u8; SITE_REASONS],
+    /// Sites read exactly per CPU per [`SITE_WINDOW_NS`]: the first `site_burst` parks of a
+    /// window have their site read (weight 1). Reading it is one read of the target's stack,
+    /// about 160 ns of the parking goroutine's time here (kernel.bpf_stats_enabled: gopark ran
+    /// 258 ns a hit with it, 107 without), so beyond the burst only a random one in
+    /// `site_every` parks (a power of two) reads it, and counts with that weight: the per-site
+    /// histograms are then unbiased estimates, and each reason's totals stay exact
+    /// ([`MAP_REASON_HIST`]). `site_every` 1 reads every site.
+    pub site_burst: u32,
+    pub site_every: u32,
 }
 /// Wait reasons with a site offset of their own (Go 1.22-1.27 have fewer than 64).
 pub const SITE_REASONS: usize = 64;
-const _: () = assert!(size_of::<PreciseConfig>() == 8 + SITE_REASONS);
+const _: () = assert!(size_of::<PreciseConfig>() == 8 + SITE_REASONS + 8);
+/// The window of [`PreciseConfig::site_burst`].
+pub const SITE_WINDOW_NS: u64 = 1_000_000;
 
 impl Default for PreciseConfig {
     fn default() -> Self {
         PreciseConfig {
             min_wait_ns: 0,
             site_words: [0; SITE_REASONS],
+            site_burst: u32::MAX,
+            site_every: 1,
         }
     }
 }
+
+/// Per CPU: the parks of the current [`SITE_WINDOW_NS`] window (gopark's site sampling).
+pub const MAP_SITE_RATE: &str = "SITE_RATE";
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteRate {
+    pub window_start_ns: u64,
+    pub parks: u64,
+}
+const _: () = assert!(size_of::<SiteRate>() == 16);
+
+/// Wait reason (`& (SITE_REASONS - 1)`) → log2 histogram of every finished wait, exact whatever
+/// the site sampling: a per-CPU array of [`WaitHist`].
+pub const MAP_REASON_HIST: &str = "REASON_HIST";
 
 /// A wait site: the return address into the first frame that is not a runtime wrapper of the
 /// wait (the user's code for channel waits, selects and sleeps; `lockSlow`'s caller for a
@@ -306,10 +339,19 @@ const _: () = assert!(size_of::<WaitHist>() == 16 + 8 * WAIT_HIST_BUCKETS);
 pub struct SiteHist {
     pub key: HistKey,
     pub hist: WaitHist,
+    /// Sampled waits among those counted (each counted with a weight above 1): when non-zero,
+    /// the histogram is an estimate.
+    pub sampled: u64,
 }
-const _: () = assert!(size_of::<SiteHist>() == 16 + size_of::<WaitHist>());
+const _: () = assert!(size_of::<SiteHist>() == 16 + size_of::<WaitHist>() + 8);
 
-/// The first of the two slots (`i`, `i ^ 1`) of a site in [`MAP_WAIT_HIST`].
+/// Slots a site may take in [`MAP_WAIT_HIST`]: `i ^ 0` .. `i ^ (HIST_WAYS - 1)` from its
+/// [`hist_slot`]. Four, not two: with two, a few dozen sites in a PIE (whose addresses, hence
+/// slots, change each run) put three in one pair in about one run in twenty, and the third
+/// lost its own histogram (seen in tests/e2e/wait_sites.rs).
+pub const HIST_WAYS: u32 = 4;
+
+/// The first of the [`HIST_WAYS`] slots of a site in [`MAP_WAIT_HIST`].
 #[inline(always)]
 pub const fn hist_slot(key: &HistKey) -> u32 {
     let h = (key.site ^ (key.reason as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -341,6 +383,7 @@ mod pod {
     unsafe impl aya::Pod for super::ParkStack {}
     unsafe impl aya::Pod for super::WaitHist {}
     unsafe impl aya::Pod for super::SiteHist {}
+    unsafe impl aya::Pod for super::SiteRate {}
 }
 
 // --- Scheduler (OS thread) state ---

@@ -8,16 +8,18 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_user,
+    },
     macros::{map, uprobe},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::ProbeContext,
 };
 use probes_ebpf::{
-    BPF_F_MMAPABLE, EVENTS_RING_BYTES, EventKind, GoEvent, HistKey, MAX_WAIT_CHANS, NO_STACK,
-    PARK_STACK_DEPTH, PARKS_ENTRIES, ParkSlot, ParkStack, PreciseConfig, RuntimeLayout,
-    SITE_REASONS, SemaWait, SiteHist, WAIT_HIST_BUCKETS, WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS,
-    hist_slot, park_set,
+    BPF_F_MMAPABLE, EVENTS_RING_BYTES, EventKind, GoEvent, HIST_WAYS, HistKey, MAX_WAIT_CHANS,
+    NO_STACK, PARK_STACK_DEPTH, PARKS_ENTRIES, ParkSlot, ParkStack, PreciseConfig, RuntimeLayout,
+    SITE_REASONS, SITE_WINDOW_NS, SemaWait, SiteHist, SiteRate, WAIT_HIST_BUCKETS,
+    WAIT_HIST_MAX_ENTRIES, WAIT_HIST_SLOTS, WaitHist, hist_slot, park_set,
 };
 
 #[map]
@@ -39,6 +41,14 @@ static PARKS: Array<ParkSlot> = Array::with_max_entries(PARKS_ENTRIES, BPF_F_MMA
 /// Per CPU, so that counting needs no atomics (the agent sums the CPUs' copies).
 #[map]
 static WAIT_HIST: PerCpuArray<SiteHist> = PerCpuArray::with_max_entries(WAIT_HIST_MAX_ENTRIES, 0);
+
+/// Per CPU, exact: every finished wait by its reason (`probes_ebpf::MAP_REASON_HIST`).
+#[map]
+static REASON_HIST: PerCpuArray<WaitHist> = PerCpuArray::with_max_entries(SITE_REASONS as u32, 0);
+
+/// Per CPU: parks in the current window, for the site sampling (see `PreciseConfig::site_burst`).
+#[map]
+static SITE_RATE: PerCpuArray<SiteRate> = PerCpuArray::with_max_entries(1, 0);
 
 /// g address → the semaphore it is about to wait on. LRU, so goroutines that exit without
 /// parking cannot fill it.
@@ -130,7 +140,7 @@ fn emit_park(
             caller_pc: caller,
             tid: park.tid,
             kind: EventKind::Park as u32,
-            reason: park.reason,
+            reason: u32::from(park.reason),
             stack_id: NO_STACK,
             ..GoEvent::default()
         };
@@ -276,13 +286,20 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
     let reason = (r.rcx & 0xff) as u32;
     let cfg = PRECISE_CONFIG.get(0);
     let words = cfg.map_or(0, |c| c.site_words[reason as usize & (SITE_REASONS - 1)]);
+    // SAFETY: no preconditions.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    let weight = cfg.map_or(1, |c| site_weight(c, ts_ns));
     let park = ParkSlot {
         g,
-        // SAFETY: no preconditions.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ts_ns,
         obj: r.rbx,
-        site: read_site(r.rbp, words),
-        reason,
+        site: if weight != 0 {
+            read_site(r.rbp, words)
+        } else {
+            0
+        },
+        reason: reason as u16,
+        weight,
         tid: bpf_get_current_pid_tgid() as u32,
     };
     // SAFETY: pointer into the array map, valid for this program run.
@@ -295,6 +312,36 @@ fn try_gopark(ctx: &ProbeContext) -> Result<u32, u32> {
     // At entry [RSP] is gopark's return address into its caller.
     let caller = read_u64(r.rsp, 0).unwrap_or(0);
     emit_park(l, g, &park, goid, r.rip, caller, r.rbp)
+}
+
+/// How many waits this park's site stands for (see `PreciseConfig::site_burst`): 1 within this
+/// CPU's burst of the current window, else `site_every` for a random one in `site_every`, else
+/// 0 (its site is not read). Random, not every n-th: a loop that parks at two sites in turn on
+/// one CPU would otherwise be sampled at one of them only.
+#[inline(always)]
+fn site_weight(cfg: &PreciseConfig, now: u64) -> u16 {
+    let Some(rate) = SITE_RATE.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot; no other writer while this program runs (preemption is off).
+    let parks = unsafe {
+        if now.wrapping_sub((*rate).window_start_ns) >= SITE_WINDOW_NS {
+            (*rate).window_start_ns = now;
+            (*rate).parks = 0;
+        }
+        (*rate).parks += 1;
+        (*rate).parks
+    };
+    if parks <= u64::from(cfg.site_burst) {
+        return 1;
+    }
+    let every = cfg.site_every.max(1);
+    // SAFETY: no preconditions.
+    if unsafe { bpf_get_prandom_u32() } & (every - 1) == 0 {
+        every.min(u32::from(u16::MAX)) as u16
+    } else {
+        0
+    }
 }
 
 /// The wait's site: at the probe point (before gopark's `PUSHQ BP`) RBP is the parking
@@ -343,14 +390,30 @@ fn bucket(ns: u64) -> usize {
 /// program runs, so no other writer touches this copy meanwhile.
 #[inline(always)]
 fn record_wait(park: &ParkSlot, wait_ns: u64) {
+    let i = bucket(wait_ns);
+    if let Some(h) = REASON_HIST.get_ptr_mut(u32::from(park.reason) & (SITE_REASONS as u32 - 1)) {
+        // SAFETY: pointer into this CPU's copy of the array, valid for this program run.
+        unsafe {
+            (*h).count += 1;
+            (*h).total_ns += wait_ns;
+            if i < WAIT_HIST_BUCKETS {
+                (*h).buckets[i] += 1;
+            }
+        }
+    }
+    let w = u64::from(park.weight);
+    if w == 0 {
+        return;
+    }
     let key = HistKey {
         site: park.site,
-        reason: park.reason,
+        reason: u32::from(park.reason),
         _pad0: 0,
     };
     let first = hist_slot(&key);
     let mut slot = None;
-    for i in [first, first ^ 1] {
+    for way in 0..HIST_WAYS {
+        let i = first ^ way;
         let Some(h) = WAIT_HIST.get_ptr_mut(i) else {
             continue;
         };
@@ -370,13 +433,15 @@ fn record_wait(park: &ParkSlot, wait_ns: u64) {
     let Some(h) = slot.or_else(|| WAIT_HIST.get_ptr_mut(WAIT_HIST_SLOTS)) else {
         return;
     };
-    let i = bucket(wait_ns);
     // SAFETY: as above.
     unsafe {
-        (*h).hist.count += 1;
-        (*h).hist.total_ns += wait_ns;
+        (*h).hist.count += w;
+        (*h).hist.total_ns += wait_ns.wrapping_mul(w);
         if i < WAIT_HIST_BUCKETS {
-            (*h).hist.buckets[i] += 1;
+            (*h).hist.buckets[i] += w;
+        }
+        if w > 1 {
+            (*h).sampled += 1;
         }
     }
 }

@@ -342,6 +342,7 @@ fn a_session_publishes_and_stops_on_its_signal() {
             ..SessionMetrics::new(hub.clone())
         }),
         thread_spans: None,
+        exact_sites: false,
         chan_sites: blockprobe::chansites::Setting::Auto,
     };
     let session = std::thread::spawn(move || {

@@ -202,7 +202,7 @@ pub struct ReportFacts {
     /// Precise mode's in-kernel filter (`"min_wait_ns"`): parks shorter than this are not
     /// streamed as events. None or 0: every transition is streamed.
     pub min_wait_ns: Option<u64>,
-    /// Precise mode: the finished waits the kernel counted (the sum of `wait_histograms[].count`),
+    /// Precise mode: the finished waits the kernel counted (the sum of `wait_totals[].count`),
     /// when the report has them: one gopark hit and one ready hit each.
     pub waits_counted: Option<u64>,
     pub events_received: u64,
@@ -281,8 +281,12 @@ impl ReportFacts {
                 .to_string(),
             scan,
             min_wait_ns: v.get("min_wait_ns").and_then(Value::as_u64),
+            // The exact per-reason totals (the per-site histograms may be sampled estimates);
+            // a report without them (older agents) has only the histograms.
             waits_counted: v
-                .get("wait_histograms")
+                .get("wait_totals")
+                .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+                .or_else(|| v.get("wait_histograms"))
                 .and_then(Value::as_array)
                 .map(|hs| {
                     hs.iter()

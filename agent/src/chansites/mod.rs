@@ -212,12 +212,12 @@ impl ChanSites {
         exe: &std::path::Path,
         bin: &GoBinary,
         specs: &[ProbeSpec],
-        min_wait_ns: u64,
+        precise: crate::precise::Settings,
         setting: Setting,
         mode: Mode,
     ) -> Result<(Attached, Self), AttachError> {
         let wanted = setting != Setting::Off && mode != Mode::Trap;
-        let mut attached = Attached::attach_to_with(pid, exe, bin, specs, min_wait_ns, wanted)?;
+        let mut attached = Attached::attach_to_with(pid, exe, bin, specs, precise, wanted)?;
         let sites = Self::start(&mut attached, bin, setting, mode)?;
         Ok((attached, sites))
     }

@@ -142,6 +142,7 @@ impl Daemon {
                 every: self.opts.every,
             }),
             thread_spans: None,
+            exact_sites: false,
             chan_sites: self.opts.chan_sites,
         };
         let spawned = std::thread::Builder::new()

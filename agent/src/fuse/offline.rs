@@ -462,6 +462,7 @@ pub fn report(
         scan: None,
         min_wait_ns: None,
         wait_histograms: Vec::new(),
+        wait_totals: Vec::new(),
         duration_ns: summary.span_ns,
         end_reason: crate::report::EndReason::TraceEnd,
         at_mono_ns: summary.end_mono_ns.max(0) as u64,

@@ -338,8 +338,9 @@ impl Live {
             .map_or(0.0, |d| d.as_secs_f64());
     }
 
-    /// Finished waits per wait reason: the kernel's histograms in precise mode (every wait),
-    /// the model's tally of what the scans saw end otherwise.
+    /// Finished waits per wait reason: the kernel's per-reason histograms in precise mode
+    /// (every wait, exact: the per-site ones may be sampled), the model's tally of what the
+    /// scans saw end otherwise.
     fn block_durations(&self, v: &SessionView<'_, '_>) -> Vec<(String, Buckets)> {
         let mut by: std::collections::BTreeMap<String, probes_ebpf::WaitHist> = Default::default();
         let empty = || probes_ebpf::WaitHist {
@@ -348,15 +349,10 @@ impl Live {
             buckets: [0; probes_ebpf::WAIT_HIST_BUCKETS],
         };
         if v.mode == Mode::Precise {
-            match crate::precise::histograms(v.attached) {
+            match crate::precise::reason_histograms(v.attached) {
                 Ok(hists) => {
-                    for (key, h) in hists {
-                        // The overflow slot's zero key: waits whose site found no slot.
-                        let reason = if key == Default::default() {
-                            OTHER.to_string()
-                        } else {
-                            v.ctx.bin.wait_reason(key.reason).into_owned()
-                        };
+                    for (code, h) in hists {
+                        let reason = v.ctx.bin.wait_reason(code).into_owned();
                         waits::add(by.entry(reason).or_insert_with(empty), &h);
                     }
                 }
