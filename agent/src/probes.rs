@@ -156,6 +156,9 @@ pub struct Attached {
     pub probes: Vec<AttachedProbe>,
     pub pid: u32,
     pub exe: PathBuf,
+    /// The task iterators, loaded with the object (one parse of the kernel's BTF for both); None
+    /// when the kernel refused them. See [`Attached::take_task_regs`].
+    task_regs: Option<crate::native::taskregs::TaskRegs>,
 }
 
 impl Attached {
@@ -233,7 +236,7 @@ impl Attached {
             // by a constant in the programs, whose lookups then miss, harmlessly.)
             loader.map_max_entries(MAP_EVENTS, 4096);
             loader.map_max_entries(MAP_PARKS, 2);
-            for map in [MAP_WAIT_HIST, MAP_SEMA] {
+            for map in [MAP_WAIT_HIST, MAP_SEMA, probes_ebpf::MAP_REASON_HIST] {
                 loader.map_max_entries(map, 1);
             }
         }
@@ -244,6 +247,14 @@ impl Attached {
             hint: privileges::load_hint(&source),
             source: Box::new(source),
         })?;
+        // The loader's parse of the kernel's BTF (tens of megabytes) goes before the iterators
+        // parse it again, and both before the session says it is attached: the ~100 ms of CPU
+        // they take must not land on the target's observed run (on a 2-core machine the
+        // throughput bench saw it).
+        drop(loader);
+        let task_regs = crate::native::taskregs::TaskRegs::load(&mut ebpf)
+            .inspect_err(|e| tracing::debug!("no task iterators: {e}"))
+            .ok();
         // Settings before any probe runs: a spawned program's first waits already count.
         set_first(&mut ebpf, MAP_LAYOUT, bin.runtime_layout_abi())?;
         let precise = crate::precise::config(bin, settings);
@@ -310,7 +321,13 @@ impl Attached {
             probes,
             pid,
             exe,
+            task_regs,
         })
+    }
+
+    /// The task iterators loaded with the object (thread registers, kernel stacks), once.
+    pub fn take_task_regs(&mut self) -> Option<crate::native::taskregs::TaskRegs> {
+        self.task_regs.take()
     }
 
     /// Drains every event currently in the ring buffer, oldest first: each event, and for a

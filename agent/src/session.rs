@@ -494,9 +494,9 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         threshold,
     );
     // Samples of running goroutines (busy selects) read thread registers with the task iterator.
-    match crate::native::taskregs::TaskRegs::load(attached.ebpf_mut()) {
-        Ok(r) => scans.task_regs = Some(r),
-        Err(e) => tracing::debug!("no thread registers, no busy-select detection: {e}"),
+    scans.task_regs = attached.take_task_regs();
+    if scans.task_regs.is_none() {
+        tracing::debug!("no thread registers, no busy-select detection");
     }
     // The same executable and the same exec of it: a program that execs itself (a re-exec for
     // an upgrade) runs a new address space the session's model no longer describes.

@@ -93,8 +93,13 @@ impl TaskRegs {
     /// `task_kstack` (no `bpf_get_task_stack` for iterators) leaves kernel stacks to /proc.
     pub fn load(ebpf: &mut Ebpf) -> Result<Self, TaskRegsError> {
         let btf = aya::Btf::from_sys_fs().map_err(|e| TaskRegsError::Btf(e.to_string()))?;
-        let prog = load_iter(ebpf, &btf, PROG_TASK_REGS)?;
-        let kstack = load_iter(ebpf, &btf, PROG_TASK_KSTACK)
+        Self::load_with(ebpf, &btf)
+    }
+
+    /// [`TaskRegs::load`] with the kernel's BTF already parsed.
+    pub fn load_with(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Self, TaskRegsError> {
+        let prog = load_iter(ebpf, btf, PROG_TASK_REGS)?;
+        let kstack = load_iter(ebpf, btf, PROG_TASK_KSTACK)
             .inspect_err(|e| tracing::debug!("no kernel stacks from the task iterator: {e}"))
             .ok();
         Ok(Self { prog, kstack })
