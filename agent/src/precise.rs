@@ -281,15 +281,19 @@ impl Drop for ParkTable {
     }
 }
 
+/// The per-CPU array map `name` of the session's object.
+fn per_cpu<'a, T: aya::Pod>(
+    a: &'a Attached,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a MapData, T>, ProbeError> {
+    let map = a.ebpf().map(name).ok_or(ProbeError::Missing(name))?;
+    PerCpuArray::try_from(map).map_err(map_err(name))
+}
+
 /// Every site's histogram, the CPUs' copies summed (a site may sit in different slots on
 /// different CPUs). The overflow slot comes back with a zero key: "other sites".
 pub fn histograms(a: &Attached) -> Result<Vec<(HistKey, SiteWaits)>, ProbeError> {
-    let map = a
-        .ebpf()
-        .map(MAP_WAIT_HIST)
-        .ok_or(ProbeError::Missing(MAP_WAIT_HIST))?;
-    let hists: PerCpuArray<&MapData, SiteHist> =
-        PerCpuArray::try_from(map).map_err(map_err(MAP_WAIT_HIST))?;
+    let hists: PerCpuArray<&MapData, SiteHist> = per_cpu(a, MAP_WAIT_HIST)?;
     let mut merged: FxHashMap<HistKey, SiteWaits> = FxHashMap::default();
     for i in 0..WAIT_HIST_MAX_ENTRIES {
         let per_cpu = hists.get(&i, 0).map_err(map_err(MAP_WAIT_HIST))?;
@@ -318,12 +322,7 @@ pub struct SiteWaits {
 /// Every finished wait by wait reason (exact, whatever the site sampling), the CPUs' copies
 /// summed: (reason code, histogram).
 pub fn reason_histograms(a: &Attached) -> Result<Vec<(u32, WaitHist)>, ProbeError> {
-    let map = a
-        .ebpf()
-        .map(MAP_REASON_HIST)
-        .ok_or(ProbeError::Missing(MAP_REASON_HIST))?;
-    let hists: PerCpuArray<&MapData, WaitHist> =
-        PerCpuArray::try_from(map).map_err(map_err(MAP_REASON_HIST))?;
+    let hists: PerCpuArray<&MapData, WaitHist> = per_cpu(a, MAP_REASON_HIST)?;
     let mut out = Vec::new();
     for code in 0..SITE_REASONS as u32 {
         let per_cpu = hists.get(&code, 0).map_err(map_err(MAP_REASON_HIST))?;
@@ -388,12 +387,16 @@ pub fn totals(ctx: &Context<'_>, hists: &[(u32, WaitHist)]) -> Vec<WaitTotal> {
             p99_le_ns: quantile_le(h, 0.99),
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.wait_reason.cmp(&b.wait_reason))
-    });
+    busiest_first(&mut out, |t| (t.count, &t.wait_reason));
     out
+}
+
+/// Most waits first, then by wait reason.
+fn busiest_first<T>(v: &mut [T], key: impl Fn(&T) -> (u64, &str)) {
+    v.sort_by(|a, b| {
+        let ((ca, ra), (cb, rb)) = (key(a), key(b));
+        cb.cmp(&ca).then(ra.cmp(rb))
+    });
 }
 
 /// The upper bound of the bucket holding quantile `q`.
@@ -464,11 +467,7 @@ pub fn summarize(ctx: &Context<'_>, hists: &[(HistKey, SiteWaits)]) -> Vec<WaitH
             },
         )
         .collect();
-    out.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.wait_reason.cmp(&b.wait_reason))
-    });
+    busiest_first(&mut out, |t| (t.count, &t.wait_reason));
     out
 }
 
