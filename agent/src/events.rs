@@ -46,8 +46,7 @@ pub fn write_event(out: &mut dyn Write, ctx: &Context<'_>, ev: &GoEvent) -> std:
         }),
         Err(kind) => json!({ "ts_ns": ev.ts_ns, "event": "unknown", "kind": kind }),
     };
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
+    write_line(out, &line)
 }
 
 /// A park as JSON. `source` says which mode saw it: "uprobe" (precise: `ts_ns` is the park
@@ -81,8 +80,7 @@ pub fn write_scan_park(
     g: &Goroutine,
 ) -> std::io::Result<()> {
     let line = park_json(ctx, g, g.parked_at_ns.unwrap_or(0), "scan");
-    serde_json::to_writer(&mut *out, &line)?;
-    out.write_all(b"\n")
+    write_line(out, &line)
 }
 
 /// Scan mode: a blocked goroutine that a scan at `ts_ns` no longer saw waiting the same way.
@@ -91,6 +89,11 @@ pub fn write_scan_ready(out: &mut dyn Write, goid: u64, ts_ns: u64) -> std::io::
     let line = json!({
         "ts_ns": ts_ns, "event": "ready", "goid": goid, "waker_goid": null, "source": "scan",
     });
-    serde_json::to_writer(&mut *out, &line)?;
+    write_line(out, &line)
+}
+
+/// Writes one NDJSON line of the event stream.
+pub fn write_line(out: &mut dyn Write, line: &serde_json::Value) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
     out.write_all(b"\n")
 }

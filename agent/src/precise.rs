@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::goruntime::GoBinary;
+use crate::metrics::waits::add;
 use crate::probes::{Attached, ProbeError};
 use crate::report::BlockingSite;
 use crate::summary::Context;
@@ -335,15 +336,6 @@ pub fn reason_histograms(a: &Attached) -> Result<Vec<(u32, WaitHist)>, ProbeErro
         }
     }
     Ok(out)
-}
-
-/// Adds `h`'s waits into `sum`.
-fn add(sum: &mut WaitHist, h: &WaitHist) {
-    sum.count += h.count;
-    sum.total_ns += h.total_ns;
-    for (s, b) in sum.buckets.iter_mut().zip(h.buckets.iter()) {
-        *s += b;
-    }
 }
 
 /// One site's finished waits, for the report.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::UProbe;
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::{Ebpf, include_bytes_aligned};
 use probes_ebpf::{
     GoEvent, MAP_EVENTS, MAP_LAYOUT, MAP_LOST, MAP_PARKS, MAP_PRECISE_CONFIG, MAP_SEMA,
@@ -262,37 +262,14 @@ impl Attached {
 
         let mut probes = Vec::new();
         for (spec, symbol, point) in points {
-            let prog: &mut UProbe = ebpf
-                .program_mut(spec.program)
-                .ok_or(ProbeError::Missing(spec.program))?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    program: spec.program,
-                    source: Box::new(source),
-                })?;
-            if prog.fd().is_err() {
-                prog.load().map_err(|source| ProbeError::Program {
-                    program: spec.program,
-                    source: Box::new(source),
-                })?;
-            }
-            prog.attach(
-                UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
-                    cookie: spec.cookie,
-                },
+            attach_uprobe(
+                &mut ebpf,
+                spec.program,
+                point.file_offset,
+                spec.cookie,
                 &exe,
-                UProbeScope::OneProcess(pid_nz),
-            )
-            .map_err(|source| {
-                match privileges::uprobe_refusal(&source, privileges::effective_caps()) {
-                    Some(why) => ProbeError::Privileges(why),
-                    None => ProbeError::Program {
-                        program: spec.program,
-                        source: Box::new(source),
-                    },
-                }
-            })?;
+                pid_nz,
+            )?;
             tracing::debug!(
                 symbol,
                 entry = format_args!("{:#x}", point.entry),
@@ -390,6 +367,45 @@ impl Attached {
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+}
+
+/// Attaches the uprobe program `program` of `ebpf` (loaded first if it is not yet) at
+/// `file_offset` of `exe`, for process `pid` only. A refusal for want of privileges says what is
+/// missing ([`ProbeError::Privileges`]).
+pub fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    file_offset: u64,
+    cookie: Option<u64>,
+    exe: &Path,
+    pid: NonZeroU32,
+) -> Result<UProbeLinkId, ProbeError> {
+    let prog_err = |source| ProbeError::Program {
+        program,
+        source: Box::new(source),
+    };
+    let prog: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or(ProbeError::Missing(program))?
+        .try_into()
+        .map_err(prog_err)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(prog_err)?;
+    }
+    prog.attach(
+        UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+            cookie,
+        },
+        exe,
+        UProbeScope::OneProcess(pid),
+    )
+    .map_err(|source| {
+        match privileges::uprobe_refusal(&source, privileges::effective_caps()) {
+            Some(why) => ProbeError::Privileges(why),
+            None => prog_err(source),
+        }
+    })
 }
 
 /// Writes entry 0 of the array map `name`.

@@ -325,7 +325,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
         .collect();
     let ctx = Context { bin: &bin, bias };
     if let Some(out) = events.as_mut() {
-        crate::chansites::write_event(out, &chan_sites.event(monotonic_ns()))?;
+        crate::events::write_line(out, &chan_sites.event(monotonic_ns()))?;
     }
     // Precise mode's open parks, read from the kernel's table by the catch-up scans.
     let park_table = if catch_up {
@@ -472,7 +472,7 @@ pub async fn run(opts: SessionOptions) -> Result<Outcome, SessionError> {
                 if let Some(why) = chan_sites.check(fd.get_mut().ebpf_mut(), now) {
                     tracing::info!("makechan probe {why}");
                     if let Some(out) = events.as_mut() {
-                        crate::chansites::write_event(out, &chan_sites.event(now))?;
+                        crate::events::write_line(out, &chan_sites.event(now))?;
                     }
                 }
             }

@@ -390,16 +390,10 @@ fn bucket(ns: u64) -> usize {
 /// program runs, so no other writer touches this copy meanwhile.
 #[inline(always)]
 fn record_wait(park: &ParkSlot, wait_ns: u64) {
-    let i = bucket(wait_ns);
+    let b = bucket(wait_ns);
     if let Some(h) = REASON_HIST.get_ptr_mut(u32::from(park.reason) & (SITE_REASONS as u32 - 1)) {
         // SAFETY: pointer into this CPU's copy of the array, valid for this program run.
-        unsafe {
-            (*h).count += 1;
-            (*h).total_ns += wait_ns;
-            if i < WAIT_HIST_BUCKETS {
-                (*h).buckets[i] += 1;
-            }
-        }
+        count_wait(unsafe { &mut *h }, b, wait_ns, 1);
     }
     let w = u64::from(park.weight);
     if w == 0 {
@@ -413,8 +407,7 @@ fn record_wait(park: &ParkSlot, wait_ns: u64) {
     let first = hist_slot(&key);
     let mut slot = None;
     for way in 0..HIST_WAYS {
-        let i = first ^ way;
-        let Some(h) = WAIT_HIST.get_ptr_mut(i) else {
+        let Some(h) = WAIT_HIST.get_ptr_mut(first ^ way) else {
             continue;
         };
         // SAFETY: pointer into this CPU's copy of the array, valid for this program run.
@@ -434,15 +427,20 @@ fn record_wait(park: &ParkSlot, wait_ns: u64) {
         return;
     };
     // SAFETY: as above.
-    unsafe {
-        (*h).hist.count += w;
-        (*h).hist.total_ns += wait_ns.wrapping_mul(w);
-        if i < WAIT_HIST_BUCKETS {
-            (*h).hist.buckets[i] += w;
-        }
-        if w > 1 {
-            (*h).sampled += 1;
-        }
+    let h = unsafe { &mut *h };
+    count_wait(&mut h.hist, b, wait_ns, w);
+    if w > 1 {
+        h.sampled += 1;
+    }
+}
+
+/// Counts a wait of `wait_ns` (in bucket `b`) `w` times into `h`.
+#[inline(always)]
+fn count_wait(h: &mut WaitHist, b: usize, wait_ns: u64, w: u64) {
+    h.count += w;
+    h.total_ns += wait_ns.wrapping_mul(w);
+    if b < WAIT_HIST_BUCKETS {
+        h.buckets[b] += w;
     }
 }
 

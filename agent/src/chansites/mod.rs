@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
 use aya::programs::UProbe;
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
+use aya::programs::uprobe::UProbeLinkId;
 use probes_ebpf::{ChanSite, MAP_CHAN_SITE_HITS, MAP_CHAN_SITES, PROG_MAKECHAN_RET};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::goruntime::GoBinary;
-use crate::probes::{Attached, AttachedProbe, ProbeSpec};
+use crate::probes::{Attached, AttachedProbe, ProbeError, ProbeSpec};
 use crate::report::{BlockedGoroutine, Hex, Text};
 use crate::session::Mode;
 use crate::summary::Context;
@@ -405,32 +405,18 @@ fn attach_all(
     links: &mut Vec<UProbeLinkId>,
 ) -> Result<(), String> {
     let pid = std::num::NonZeroU32::new(pid).ok_or("no process")?;
-    let prog: &mut UProbe = ebpf
-        .program_mut(PROG_MAKECHAN_RET)
-        .ok_or("program missing from the eBPF object")?
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
-    if prog.fd().is_err() {
-        prog.load().map_err(|e| format!("loading: {e}"))?;
-    }
     for &file_offset in &rets.file_offsets {
-        let link = prog
-            .attach(
-                UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(file_offset),
-                    cookie: None,
-                },
-                exe,
-                UProbeScope::OneProcess(pid),
-            )
-            .map_err(|e| {
-                match crate::privileges::uprobe_refusal(&e, crate::privileges::effective_caps()) {
-                    Some(_) => "the kernel refused to attach a uprobe: this kernel requires \
-                                CAP_SYS_ADMIN (or root) for uprobes"
+        let link =
+            crate::probes::attach_uprobe(ebpf, PROG_MAKECHAN_RET, file_offset, None, exe, pid)
+                .map_err(|e| match e {
+                    // The probes module's own message speaks of precise mode; this probe is
+                    // scan mode's too.
+                    ProbeError::Privileges(_) => "the kernel refused to attach a uprobe: this \
+                                                  kernel requires CAP_SYS_ADMIN (or root) for \
+                                                  uprobes"
                         .to_string(),
-                    None => format!("attaching at file offset {file_offset:#x}: {e}"),
-                }
-            })?;
+                    e => format!("attaching at file offset {file_offset:#x}: {e}"),
+                })?;
         links.push(link);
     }
     Ok(())
@@ -520,12 +506,6 @@ pub fn model_waits(
         }
     }
     out
-}
-
-/// Writes one NDJSON line of the event stream.
-pub fn write_event(out: &mut dyn std::io::Write, line: &serde_json::Value) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, line)?;
-    out.write_all(b"\n")
 }
 
 #[cfg(test)]
